@@ -1,0 +1,85 @@
+"""The `geoguesser` command: thin wrappers over the library, one subcommand per task.
+
+A UserError (bad data, bad arguments) becomes one line per problem on stderr and exit
+status 2, with no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .borders import load_border
+    from .datasets import validate
+
+    border = load_border(args.border, args.country)
+    report = validate(args.dirs, border=border, check_images=not args.skip_images)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    for warning in report.warnings[: args.max_warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(report.warnings) > args.max_warnings:
+        print(f"warning: ... and {len(report.warnings) - args.max_warnings} more", file=sys.stderr)
+    if not report.ok:
+        print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
+        return 2
+    print(f"ok: {report.summary()}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .borders import load_border
+    from .synthetic import generate
+
+    border = load_border(args.border, args.country) if args.border else None
+    out = generate(args.out_dir, args.locations, args.image_size, args.seed, border=border)
+    print(f"wrote SYNTHETIC dataset: {out} ({args.locations} locations, {args.image_size} px)")
+    return 0
+
+
+def _add_border_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--border", type=Path, help="polygon file (default: the shipped Croatia)")
+    parser.add_argument("--country", help="country name or ISO code inside --border")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geoguesser", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check datasets in the competition layout")
+    validate.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    validate.add_argument("--skip-images", action="store_true", help="do not open the JPEGs")
+    validate.add_argument("--max-warnings", type=int, default=20)
+    _add_border_options(validate)
+    validate.set_defaults(run=_validate)
+
+    synth = commands.add_parser("synth", help="write the SYNTHETIC default dataset")
+    synth.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    synth.add_argument("--locations", type=int, default=2000)
+    synth.add_argument("--image-size", type=int, default=128, metavar="PX")
+    synth.add_argument("--seed", type=int, default=0)
+    _add_border_options(synth)
+    synth.set_defaults(run=_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as error:
+        for line in str(error).splitlines() or ["error"]:
+            print(f"geoguesser {args.command}: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geoguesser {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

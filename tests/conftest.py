@@ -1,0 +1,73 @@
+"""Fixtures: every dataset a test uses is made here, small and seeded; no real photographs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from geoguesser.datasets import VIEWS
+
+REPO = Path(__file__).resolve().parents[1]
+LUMEN_SAMPLE = REPO.parent / "shared" / "data" / "lumen-sample"
+
+# Points inside the 1:10m border: Zagreb, Split, Osijek, Rijeka, Zadar, Karlovac.
+CROATIAN_POINTS = [
+    (45.8150, 15.9819),
+    (43.5200, 16.4700),
+    (45.5550, 18.6955),
+    (45.3271, 14.4422),
+    (44.1200, 15.2500),
+    (45.4870, 15.5478),
+]
+
+
+def write_jpeg(path: Path, seed: int, size: int = 16) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def make_dataset(
+    root: Path, points=CROATIAN_POINTS, prefix: str = "loc", with_csv: bool = True
+) -> Path:
+    """A labelled dataset in the competition layout, index column included like the real files."""
+    rows = []
+    for i, (lat, lon) in enumerate(points):
+        uuid = f"{prefix}-{i:04d}"
+        for view, heading in enumerate(VIEWS):
+            write_jpeg(root / "images" / uuid / f"{heading}.jpg", seed=i * 4 + view)
+        rows.append({"uuid": uuid, "latitude": lat, "longitude": lon})
+    if with_csv:
+        pd.DataFrame(rows).to_csv(root / "data.csv", index=True)
+    return root
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its size and modification time, to prove nothing changed."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "ds")
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A small synthetic dataset shared by the tests that only read it."""
+    from geoguesser.synthetic import generate
+
+    return generate(
+        tmp_path_factory.mktemp("synthetic") / "ds",
+        locations=60,
+        image_size=32,
+        seed=7,
+        progress=False,
+    )
