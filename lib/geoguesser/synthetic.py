@@ -105,8 +105,11 @@ class Geography:
         parts = gpd.GeoSeries(getattr(border, "geoms", [border]), crs="EPSG:4326").to_crs(crs)
         big = parts[parts.area / 1e6 >= MIN_MAINLAND_KM2]
         self.land = (big if len(big) else parts).union_all()
+        # Containment is tested in degrees, the space in which the border's edges are straight.
+        self.land_deg = gpd.GeoSeries([self.land], crs=crs).to_crs("EPSG:4326").iloc[0]
+        self.land_deg = shapely.intersection(self.land_deg, border)
         self.coast = gpd.GeoSeries([coast], crs="EPSG:4326").to_crs(crs).iloc[0]
-        shapely.prepare(self.land)
+        shapely.prepare(self.land_deg)
         shapely.prepare(self.coast)
         self.bounds = self.land.bounds
         self.towns = self._place([t[1:3] for t in TOWNS])
@@ -162,12 +165,12 @@ class Geography:
                 [rng.uniform(minx, maxx, batch), rng.uniform(miny, maxy, batch)]
             )
             xy = np.where(near_town[:, None], around, spread)
-            keep = shapely.contains_xy(self.land, xy[:, 0], xy[:, 1])
+            lat, lon = to_latlon(xy[:, 0], xy[:, 1], self.crs)
+            keep = shapely.contains_xy(self.land_deg, lon, lat)
             keep &= near_town | (rng.random(batch) > 0.85 * self.elevation(xy / 1000.0))
-            chosen.append(xy[keep])
+            chosen.append(np.column_stack([lat, lon])[keep])
             have += int(keep.sum())
-        xy = np.concatenate(chosen)[:n]
-        lat, lon = to_latlon(xy[:, 0], xy[:, 1], self.crs)
+        lat, lon = np.concatenate(chosen)[:n].T
         return lat, lon
 
     def scenes(self, lat, lon) -> list[Scene]:

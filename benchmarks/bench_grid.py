@@ -1,0 +1,70 @@
+"""Grid benchmark: a 5 km grid over Croatia and 100,000 locations assigned to their cells.
+
+Prints the time to build the grid, the time to assign the locations with the spatial index
+(`assign_cells`), and the same assignment done the naive way (a Python loop over cells, each
+testing every point), with the speed-up ratio. Usage: python benchmarks/bench_grid.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import shapely
+
+from geoguesser.borders import load_border, load_coast
+from geoguesser.geo import to_projected
+from geoguesser.grid import assign_cells, kept_cells, make_cells
+from geoguesser.synthetic import Geography
+
+
+def naive_assign(cells, lat, lon) -> np.ndarray:
+    """The obvious way: test every point against each cell in turn, then nearest for the rest."""
+    classes = kept_cells(cells)
+    polygons = classes.geometry.to_crs(cells.attrs["crs"]).to_numpy()
+    x, y = to_projected(lat, lon, cells.attrs["crs"])
+    labels = np.full(len(x), -1)
+    for label, polygon in zip(classes.label, polygons, strict=True):
+        hit = (labels < 0) & shapely.contains_xy(polygon, x, y)
+        labels[hit] = label
+    for i in np.flatnonzero(labels < 0):
+        point = shapely.Point(x[i], y[i])
+        labels[i] = classes.label.iloc[
+            int(np.argmin([polygon.distance(point) for polygon in polygons]))
+        ]
+    return labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--locations", type=int, default=100_000)
+    parser.add_argument("--cell-km", type=float, default=5.0)
+    args = parser.parse_args()
+
+    border = load_border()
+    lat, lon = Geography(border, load_coast()).sample(args.locations, np.random.default_rng(0))
+    train = np.random.default_rng(1).random(args.locations) < 0.8
+
+    start = time.perf_counter()
+    cells = make_cells(border, lat[train], lon[train], cell_km=args.cell_km)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = assign_cells(cells, lat, lon)
+    fast = time.perf_counter() - start
+    start = time.perf_counter()
+    naive = naive_assign(cells, lat, lon)
+    slow = time.perf_counter() - start
+    # Points on a shared cell edge may go either way; everything else must agree.
+    agree = float((labels == naive).mean())
+
+    n_classes = len(kept_cells(cells))
+    print(f"grid: {args.cell_km:g} km cells, {len(cells)} candidates, {n_classes} classes")
+    print(f"build grid (with {train.sum()} training locations): {build:.2f} s")
+    print(f"assign {args.locations} locations, spatial index: {fast:.2f} s")
+    print(f"assign {args.locations} locations, naive per-cell loop: {slow:.2f} s")
+    print(f"speed-up: {slow / fast:.1f}x (labels agree on {agree:.4%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The two ways to install (pip from pyproject.toml, conda from environment.yml) stay in step."""
+
+import re
+import subprocess
+
+import tomllib
+import yaml
+
+from conftest import REPO
+
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+
+
+def split_requirement(text: str) -> tuple[str, str]:
+    name, spec = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", text).groups()
+    return name.lower().replace("_", "-"), spec.replace(" ", "")
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pip_side = dict(
+        map(split_requirement, project["dependencies"] + project["optional-dependencies"]["dev"])
+    )
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda_side, pip_entries = {}, []
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            pip_entries += entry["pip"]
+            continue
+        name, spec = split_requirement(entry)
+        if name not in {"python", "pip"}:
+            conda_side[CONDA_NAMES.get(name, name)] = spec
+    assert conda_side == pip_side
+    assert "conda-forge" in env["channels"] and pip_entries == ["-e ."]
+
+
+def test_gitignore_keeps_the_library_and_the_border_tracked():
+    for path in (
+        "lib/geoguesser/__init__.py",
+        "data/croatia.geojson",
+        "data/croatia-coast.geojson",
+    ):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+        assert not ignored, f"{path} is ignored by .gitignore"
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    assert "make test" in (REPO / "README.md").read_text()
