@@ -1,0 +1,175 @@
+"""Image backbones by name, with their classifier removed and their feature size measured.
+
+Any torchvision classification model (default `resnext101_32x8d`, as in the original work),
+any timm model when timm is installed (`timm/<name>`), and `tinycnn`, a few conv layers for
+CPU demos and tests. Pretrained weights come from torchvision when online, or from a local
+state-dict file on machines that cannot download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+DEFAULT_BACKBONE = "resnext101_32x8d"
+
+
+class TinyCNN(nn.Module):
+    """Four strided conv blocks and global pooling: trains on a laptop CPU in minutes."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        layers, channels = [], 3
+        for i in range(4):
+            out = width * 2 ** min(i, 2)
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _strip_classifier(model: nn.Module) -> nn.Module:
+    """Replace the last Linear layer (the ImageNet classifier) with Identity."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise UserError(f"{model.__class__.__name__}: no linear classifier found to remove")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Identity())
+    return model
+
+
+def _load_state_dict(model: nn.Module, path: Path, name: str) -> None:
+    if not path.exists():
+        raise UserError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle and zip errors come in many types
+        raise UserError(f"{path}: not a loadable state dict ({exc.__class__.__name__})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict of tensors")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise UserError(
+            f"{path}: does not fit {name} ({len(result.missing_keys)} missing keys, "
+            f"e.g. {result.missing_keys[0]})"
+        )
+
+
+def _pretrained_torchvision(model: nn.Module, name: str) -> None:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        state = weights.get_state_dict(progress=False)
+    except Exception as exc:  # URLError, HTTPError, SSL errors...
+        raise UserError(
+            f"could not download ImageNet weights for {name} ({exc.__class__.__name__}); "
+            f"on an offline machine download {weights.url} elsewhere and pass its path as weights"
+        ) from None
+    model.load_state_dict(state)
+
+
+def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> nn.Module:
+    """A feature extractor: images (N, 3, H, W) to features (N, D).
+
+    weights: None (random init), "imagenet" (torchvision's default weights, downloaded), or
+    the path of a state-dict file saved from the full classification model.
+    """
+    if name == "tinycnn":
+        if weights == "imagenet":
+            raise UserError("tinycnn has no pretrained weights")
+        model: nn.Module = TinyCNN()
+        if weights is not None:
+            _load_state_dict(model, Path(weights), name)
+        return model
+    if name.startswith("timm/"):
+        if importlib.util.find_spec("timm") is None:
+            raise UserError(f"backbone {name} needs timm: pip install timm")
+        import timm
+
+        model_name = name.removeprefix("timm/")
+        if model_name not in timm.list_models():
+            raise UserError(f"unknown timm backbone {model_name!r}")
+        if weights == "imagenet":
+            try:
+                return timm.create_model(model_name, pretrained=True, num_classes=0)
+            except Exception as exc:
+                raise UserError(
+                    f"could not download weights for {name} ({exc.__class__.__name__}); "
+                    "pass a local state-dict file as weights"
+                ) from None
+        model = timm.create_model(model_name, pretrained=False)
+        if weights is not None:
+            _load_state_dict(model, Path(weights), name)
+        model.reset_classifier(0)
+        return model
+    if name not in _torchvision_names():
+        raise UserError(
+            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
+            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
+        )
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None)
+    if weights == "imagenet":
+        _pretrained_torchvision(model, name)
+    elif weights is not None:
+        _load_state_dict(model, Path(weights), name)
+    return _strip_classifier(model)
+
+
+@torch.no_grad()
+def feature_size(backbone: nn.Module, image_size: int, name: str = "backbone") -> int:
+    """Measure D with one dummy image; an image size the backbone cannot take is a UserError."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        out = backbone(torch.zeros(1, 3, image_size, image_size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise UserError(f"backbone {name} cannot take {image_size} px images: {message}") from None
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise UserError(
+            f"backbone {name} gives features of shape {tuple(out.shape)}, expected (N, D)"
+        )
+    return int(out.shape[1])
+
+
+def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's stages in order, for unfreezing 'the last N blocks'.
+
+    Models that keep their stages in a `features` Sequential (EfficientNet, ConvNeXt,
+    tinycnn) use its children; others (ResNet/ResNeXt: conv1 ... layer4) their top level.
+    """
+    container = getattr(backbone, "features", None)
+    children = (
+        list(container.children())
+        if isinstance(container, nn.Sequential)
+        else list(backbone.children())
+    )
+    return [child for child in children if any(True for _ in child.parameters())]

@@ -1,0 +1,196 @@
+"""Feeding the network: a Dataset of four-view locations, and the LightningDataModule.
+
+Items carry uint8 views (4, 3, S, S) in N, E, S, W order; conversion to float,
+normalization and augmentation happen on the accelerator, in the model, where they are
+cheap and where a checkpoint carries them along. While the backbone is frozen, the module
+can serve cached backbone features instead of images (see model.FeatureStore).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .image_cache import ImageCache, decode_location
+from .splits import SPLITS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EAST_WEST_SWAPPED = [0, 3, 2, 1]  # mirrored, the view that looked east now looks west
+
+
+class LocationDataset(Dataset):
+    """Rows of a (enriched or unlabelled) table: views plus targets when the table has them."""
+
+    def __init__(
+        self, table: pd.DataFrame, image_size: int, caches: dict[str, ImageCache] | None = None
+    ):
+        self.uuids = table.uuid.astype(str).tolist()
+        self.dirs = table.dataset_dir.astype(str).tolist()
+        self.image_size = image_size
+        self.caches = caches
+        n = len(table)
+        self.labels = torch.as_tensor(
+            table["label"].to_numpy() if "label" in table else np.full(n, -1), dtype=torch.long
+        )
+        xy = (
+            table[["x_norm", "y_norm"]].to_numpy() if "x_norm" in table else np.full((n, 2), np.nan)
+        )
+        self.target_xy = torch.as_tensor(xy, dtype=torch.float32)
+        latlon = table[["latitude", "longitude"]].to_numpy(dtype=float)
+        self.latlon = torch.as_tensor(latlon, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.uuids)
+
+    def views(self, i: int) -> np.ndarray:
+        if self.caches is not None:
+            return self.caches[self.dirs[i]][self.uuids[i]]
+        return decode_location(self.dirs[i], self.uuids[i], self.image_size)
+
+    def targets(self, i: int) -> dict:
+        return {
+            "label": self.labels[i],
+            "target_xy": self.target_xy[i],
+            "latlon": self.latlon[i],
+            "index": i,
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        images = torch.from_numpy(np.ascontiguousarray(self.views(i))).permute(0, 3, 1, 2)
+        return {"images": images, **self.targets(i)}
+
+
+class FeatureDataset(Dataset):
+    """Cached per-view backbone features in place of images, with the same targets."""
+
+    def __init__(self, features: torch.Tensor, base: LocationDataset):
+        self.features, self.base = features, base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"features": self.features[i], **self.base.targets(i)}
+
+
+def channel_stats(
+    dataset: LocationDataset, max_locations: int = 512, seed: int = 0
+) -> tuple[list, list]:
+    """Per-channel mean and std in [0, 1] over (a seeded sample of) the training views."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(dataset), size=min(max_locations, len(dataset)), replace=False)
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    count = 0
+    for i in chosen:
+        pixels = dataset.views(int(i)).reshape(-1, 3).astype(np.float64) / 255.0
+        total += pixels.sum(0)
+        squares += (pixels**2).sum(0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+    return mean.tolist(), std.tolist()
+
+
+def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training augmentation that keeps each view's heading meaningful.
+
+    images: float (B, 4, 3, H, W) in [0, 1]. A horizontal mirror of the whole scene swaps
+    east and west, so flipped samples get their E and W views exchanged; brightness and
+    contrast change per location (the four views were taken at the same moment).
+    """
+    b = images.shape[0]
+    device = images.device
+    flip = torch.rand(b, generator=generator).to(device) < 0.5
+    mirrored = images[:, EAST_WEST_SWAPPED].flip(-1)
+    images = torch.where(flip[:, None, None, None, None], mirrored, images)
+    brightness = (0.8 + 0.4 * torch.rand(b, generator=generator)).to(device, images.dtype)
+    contrast = (0.8 + 0.4 * torch.rand(b, generator=generator)).to(device, images.dtype)
+    mean = images.mean(dim=(1, 2, 3, 4), keepdim=True)
+    images = (images - mean) * contrast[:, None, None, None, None] + mean
+    return (images * brightness[:, None, None, None, None]).clamp(0, 1)
+
+
+class GeoDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over the enriched table, with optional image cache."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame | str | Path,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        normalization: str = "imagenet",
+        cache_dir: str | Path | None = None,
+        dataset_frac: float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if normalization not in ("imagenet", "train"):
+            raise ValueError(f"normalization must be 'imagenet' or 'train', got {normalization!r}")
+        self.table_source = table
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.normalization, self.cache_dir = normalization, cache_dir
+        self.dataset_frac, self.seed = dataset_frac, seed
+        self.datasets: dict[str, LocationDataset] = {}
+        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        table = self.table_source
+        if not isinstance(table, pd.DataFrame):
+            table = pd.read_csv(table, dtype={"uuid": str})
+        if self.dataset_frac < 1:
+            table = table.groupby("split", group_keys=False).sample(
+                frac=self.dataset_frac, random_state=self.seed
+            )
+        self.table = table.reset_index(drop=True)
+        caches = None
+        if self.cache_dir is not None:
+            caches = {
+                directory: ImageCache.open(
+                    self.cache_dir, directory, group.uuid.tolist(), self.image_size
+                )
+                for directory, group in self.table.groupby("dataset_dir")
+            }
+        for split in SPLITS:
+            rows = self.table[self.table.split == split].reset_index(drop=True)
+            self.datasets[split] = LocationDataset(rows, self.image_size, caches)
+        if self.normalization == "train":
+            self.mean, self.std = channel_stats(self.datasets["train"], seed=self.seed)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        dataset: Dataset = self.datasets[split]
+        if module is not None and module.serves_cached_features(split):
+            dataset = FeatureDataset(module.feature_store.get(split), self.datasets[split])
+            workers = 0  # features are already in memory
+        else:
+            workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+            # Seeded per epoch: the order is reproducible, also after a resume or a reload.
+            generator=torch.Generator().manual_seed(self.seed + epoch) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
