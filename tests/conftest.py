@@ -71,3 +71,45 @@ def synthetic_dir(tmp_path_factory) -> Path:
         seed=7,
         progress=False,
     )
+
+
+@pytest.fixture(scope="session")
+def enriched(synthetic_dir):
+    """(table, cells, scaler, border) for the small synthetic dataset, 100 km cells."""
+    from geoguesser.borders import load_border
+    from geoguesser.datasets import load_locations
+    from geoguesser.enrich import enrich
+    from geoguesser.grid import make_cells
+    from geoguesser.splits import split_locations
+
+    border = load_border()
+    locations, _ = load_locations([synthetic_dir], border=border)
+    locations = split_locations(locations, fractions=(0.7, 0.15, 0.15), seed=0)
+    train = locations[locations.split == "train"]
+    cells = make_cells(border, train.latitude, train.longitude, cell_km=100)
+    table, scaler = enrich(locations, cells)
+    return table, cells, scaler, border
+
+
+@pytest.fixture(scope="session")
+def small_model(enriched):
+    """An untrained tinycnn GeoLocator over the first three cells, with its geography."""
+    from geoguesser.model import GeoLocator, geography_of
+
+    table, cells, scaler, border = enriched
+    geography = geography_of(cells, scaler, border)
+    geography["cells"] = {k: v[:3] for k, v in geography["cells"].items()}
+    return GeoLocator(geography, backbone="tinycnn", image_size=32).eval(), geography
+
+
+def tiny_config(**overrides):
+    """A training configuration that runs in seconds on a CPU."""
+    from geoguesser.train import TrainConfig
+
+    settings = dict(
+        backbone="tinycnn", image_size=32, batch_size=16, num_workers=0, max_epochs=2,
+        freeze_epochs=1, lr=3e-3, backbone_lr=3e-3, progress_bar=False, log_every_n_steps=1,
+        accelerator="cpu", devices=1,
+    )  # fmt: skip
+    settings.update(overrides)
+    return TrainConfig(**settings)

@@ -42,6 +42,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import predict_dirs
+
+    result = predict_dirs(
+        args.checkpoint,
+        args.dirs,
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=True,
+    )
+    print(f"wrote {len(result)} predictions to {args.out}")
+    return 0
+
+
 def _add_border_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--border", type=Path, help="polygon file (default: the shipped Croatia)")
     parser.add_argument("--country", help="country name or ISO code inside --border")
@@ -65,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     _add_border_options(synth)
     synth.set_defaults(run=_synth)
+
+    predict = commands.add_parser("predict", help="predict coordinates into the competition's CSV")
+    predict.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    predict.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
+    predict.add_argument(
+        "--out", type=Path, required=True, help="CSV to write: uuid, latitude, longitude"
+    )
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    predict.set_defaults(run=_predict)
     return parser
 
 

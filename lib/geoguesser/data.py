@@ -35,15 +35,15 @@ class LocationDataset(Dataset):
         self.image_size = image_size
         self.caches = caches
         n = len(table)
-        self.labels = torch.as_tensor(
+        self.labels = torch.tensor(
             table["label"].to_numpy() if "label" in table else np.full(n, -1), dtype=torch.long
         )
         xy = (
             table[["x_norm", "y_norm"]].to_numpy() if "x_norm" in table else np.full((n, 2), np.nan)
         )
-        self.target_xy = torch.as_tensor(xy, dtype=torch.float32)
+        self.target_xy = torch.tensor(xy, dtype=torch.float32)
         latlon = table[["latitude", "longitude"]].to_numpy(dtype=float)
-        self.latlon = torch.as_tensor(latlon, dtype=torch.float64)
+        self.latlon = torch.tensor(latlon, dtype=torch.float64)
 
     def __len__(self) -> int:
         return len(self.uuids)
@@ -62,7 +62,9 @@ class LocationDataset(Dataset):
         }
 
     def __getitem__(self, i: int) -> dict:
-        images = torch.from_numpy(np.ascontiguousarray(self.views(i))).permute(0, 3, 1, 2)
+        images = torch.from_numpy(np.array(self.views(i))).permute(
+            0, 3, 1, 2
+        )  # copy: cache is read-only
         return {"images": images, **self.targets(i)}
 
 
@@ -98,18 +100,25 @@ def channel_stats(
     return mean.tolist(), std.tolist()
 
 
+def mirror_scene(images: torch.Tensor) -> torch.Tensor:
+    """The whole scene mirrored left-right: each view flipped, and east and west exchanged.
+
+    A plain horizontal flip of every view would show a westward scene labelled east.
+    """
+    return images[:, EAST_WEST_SWAPPED].flip(-1)
+
+
 def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Training augmentation that keeps each view's heading meaningful.
 
-    images: float (B, 4, 3, H, W) in [0, 1]. A horizontal mirror of the whole scene swaps
-    east and west, so flipped samples get their E and W views exchanged; brightness and
-    contrast change per location (the four views were taken at the same moment).
+    images: float (B, 4, 3, H, W) in [0, 1]. Half the locations are mirrored (see
+    `mirror_scene`); brightness and contrast change per location, since the four views
+    were taken at the same moment.
     """
     b = images.shape[0]
     device = images.device
     flip = torch.rand(b, generator=generator).to(device) < 0.5
-    mirrored = images[:, EAST_WEST_SWAPPED].flip(-1)
-    images = torch.where(flip[:, None, None, None, None], mirrored, images)
+    images = torch.where(flip[:, None, None, None, None], mirror_scene(images), images)
     brightness = (0.8 + 0.4 * torch.rand(b, generator=generator)).to(device, images.dtype)
     contrast = (0.8 + 0.4 * torch.rand(b, generator=generator)).to(device, images.dtype)
     mean = images.mean(dim=(1, 2, 3, 4), keepdim=True)

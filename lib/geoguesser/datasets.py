@@ -298,6 +298,21 @@ def validate(
     return report
 
 
+def check_views(table: pd.DataFrame, workers: int = 8) -> list[Problem]:
+    """Missing or unreadable views of the locations in a table (uuid, dataset_dir).
+
+    Run before training so that a broken file is named now, not in epoch 7.
+    """
+    report = Report(locations=table)
+    paths = [
+        path
+        for uuid, d in zip(table.uuid, table.dataset_dir, strict=True)
+        for path in view_paths(d, uuid)
+    ]
+    _check_images(paths, report, workers)
+    return report.problems
+
+
 def load_locations(
     dataset_dirs: Iterable[str | Path],
     border: BaseGeometry | None = None,

@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from .backbones import DEFAULT_BACKBONE
 from .data import GeoDataModule
+from .datasets import check_views
 from .errors import UserError
 from .model import GeoLocator, geography_of
 
@@ -129,10 +130,10 @@ def make_trainer(config: TrainConfig, run_dir: Path, callbacks: list[Callback]) 
         callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks],
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
         default_root_dir=str(run_dir),
-        # Reloading lets the loaders switch between images and cached features.
-        reload_dataloaders_every_n_epochs=1
-        if config.feature_cache and config.freeze_epochs > 0
-        else 0,
+        # Reloading each epoch (workers restart each epoch anyway) lets the loaders switch
+        # between images and cached features, and seeds the shuffle by epoch, so a resumed
+        # run sees the same batches as an uninterrupted one.
+        reload_dataloaders_every_n_epochs=1,
         log_every_n_steps=config.log_every_n_steps,
         enable_progress_bar=config.progress_bar,
         enable_model_summary=config.progress_bar,
@@ -152,6 +153,9 @@ def train(
 ) -> TrainResult:
     """Fit, resume if interrupted, test the best checkpoint; returns metrics and paths."""
     run_dir = Path(run_dir)
+    problems = check_views(table)
+    if problems:
+        raise UserError("\n".join(map(str, problems)))
     pl.seed_everything(config.seed, workers=True)
     torch.set_float32_matmul_precision("high")  # TF32 on Ampere and newer; no effect on CPU
     datamodule = GeoDataModule(

@@ -1,0 +1,122 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from conftest import tiny_config
+from geoguesser.errors import UserError
+from geoguesser.model import load_checkpoint
+from geoguesser.predict import predict_table
+from geoguesser.train import train
+
+
+@pytest.mark.parametrize("objective", ["classification", "regression"])
+@pytest.mark.parametrize("fusion", ["concat", "mean"])
+def test_short_fit_and_test(enriched, tmp_path, objective, fusion):
+    table, cells, scaler, border = enriched
+    result = train(
+        tiny_config(objective=objective, fusion=fusion), table, cells, scaler, tmp_path, border
+    )
+    assert result.epochs == 2
+    for split in ("val", "test"):
+        metrics = getattr(result, split)
+        assert math.isfinite(metrics[f"{split}/mean_km"]) and metrics[f"{split}/mean_km"] > 0
+        assert 0 <= metrics[f"{split}/acc_100km"] <= 1 and 0 < metrics[f"{split}/geoscore"] <= 5000
+        assert (f"{split}/acc_class" in metrics) == (objective == "classification")
+    assert result.best_checkpoint.exists() and result.last_checkpoint.exists()
+    assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_checkpoint_predictions_equal_the_in_memory_model(enriched, tmp_path):
+    table, cells, scaler, border = enriched
+    result = train(
+        tiny_config(max_epochs=1, freeze_epochs=0), table, cells, scaler, tmp_path, border
+    )
+    rows = table[table.split == "test"]
+    in_memory = predict_table(result.model, rows, progress=False)
+    reloaded = predict_table(load_checkpoint(result.last_checkpoint), rows, progress=False)
+    assert np.allclose(in_memory.pred_lat, reloaded.pred_lat, atol=1e-9)
+    assert np.allclose(in_memory.pred_lon, reloaded.pred_lon, atol=1e-9)
+    assert {"pred_weighted_argmax_lat", "pred_clipped_mean_lon", "error_km", "split"} <= set(
+        reloaded.columns
+    )
+
+
+def test_feature_cache_trains_the_head_exactly_as_recomputing_would(enriched, tmp_path):
+    table, cells, scaler, border = enriched
+    settings = dict(max_epochs=3, freeze_epochs=3, augment=False, scheduler="none")
+    cached = train(
+        tiny_config(feature_cache=True, **settings), table, cells, scaler, tmp_path / "a", border
+    )
+    plain = train(
+        tiny_config(feature_cache=False, **settings), table, cells, scaler, tmp_path / "b", border
+    )
+    for a, b in zip(
+        cached.model.net.head.parameters(), plain.model.net.head.parameters(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-5)
+    # The frozen backbone really stayed as it was.
+    for a, b in zip(
+        cached.model.net.backbone.state_dict().values(),
+        plain.model.net.backbone.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+
+
+class Crash(Callback):
+    def __init__(self, at_epoch: int):
+        self.at_epoch = at_epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.at_epoch:
+            raise RuntimeError("simulated power cut")
+
+
+class EpochRecorder(Callback):
+    def __init__(self):
+        self.epochs = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epochs.append(trainer.current_epoch)
+
+
+def test_interrupted_fit_resumes_and_finishes_the_same_number_of_epochs(enriched, tmp_path):
+    table, cells, scaler, border = enriched
+    config = tiny_config(max_epochs=3, freeze_epochs=1)
+    with pytest.raises(RuntimeError, match="simulated power cut"):
+        train(config, table, cells, scaler, tmp_path, border, callbacks=[Crash(at_epoch=2)])
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+    recorder = EpochRecorder()
+    result = train(config, table, cells, scaler, tmp_path, border, callbacks=[recorder])
+    assert recorder.epochs == [2] and result.epochs == 3
+    batches_per_epoch = math.ceil((table.split == "train").sum() / config.batch_size)
+    assert (
+        torch.load(result.last_checkpoint, weights_only=True)["global_step"]
+        == 3 * batches_per_epoch
+    )
+
+
+def test_broken_image_is_named_before_training_starts(enriched, tmp_path, synthetic_dir):
+    table, cells, scaler, border = enriched
+    broken = table.copy()
+    broken.loc[0, "uuid"] = "no-such-location"
+    with pytest.raises(UserError, match="no-such-location/0.jpg: missing"):
+        train(tiny_config(), broken, cells, scaler, tmp_path, border)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"backbone": "resnet9000"}, "unknown backbone"),
+        ({"backbone": "vit_b_16"}, "cannot take 32 px"),
+        ({"fusion": "max"}, "unknown fusion"),
+    ],
+)
+def test_bad_model_settings_are_user_errors(enriched, tmp_path, overrides, message):
+    table, cells, scaler, border = enriched
+    with pytest.raises(UserError, match=message):
+        train(tiny_config(**overrides), table, cells, scaler, tmp_path, border)
