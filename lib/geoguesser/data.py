@@ -181,9 +181,10 @@ class GeoDataModule(pl.LightningDataModule):
         dataset: Dataset = self.datasets[split]
         if module is not None and module.serves_cached_features(split):
             dataset = FeatureDataset(module.feature_store.get(split), self.datasets[split])
-            workers = 0  # features are already in memory
-        else:
-            workers = self.num_workers
+        # Workers pay off for JPEG decoding; reading memory-mapped or in-memory arrays is
+        # faster in the main process than through worker shared memory (benchmarks/bench_loader.py).
+        decoding = isinstance(dataset, LocationDataset) and dataset.caches is None
+        workers = self.num_workers if decoding else 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
