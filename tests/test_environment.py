@@ -26,12 +26,13 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     for entry in env["dependencies"]:
         if isinstance(entry, dict):
             pip_entries += entry["pip"]
+            conda_side.update(split_requirement(e.split("#")[0]) for e in entry["pip"] if e != "-e .")
             continue
         name, spec = split_requirement(entry)
         if name not in {"python", "pip"}:
             conda_side[CONDA_NAMES.get(name, name)] = spec
     assert conda_side == pip_side
-    assert "conda-forge" in env["channels"] and pip_entries == ["-e ."]
+    assert "conda-forge" in env["channels"] and pip_entries[-1] == "-e ."
 
 
 def test_gitignore_keeps_the_library_and_the_border_tracked():

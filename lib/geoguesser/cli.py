@@ -57,6 +57,29 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import StepFailed, load_config, run
+
+    config = load_config(args.config, args.set)
+    try:
+        run_dir = run(
+            config, runs_root=args.runs, overwrite=args.overwrite, start_from=args.start_from
+        )
+    except StepFailed as failure:
+        print(f"geoguesser run: {failure}", file=sys.stderr)
+        return 1
+    print(f"run finished: {run_dir}")
+    for name, hint in [
+        ("executed notebooks", f"{run_dir}/0*.ipynb"),
+        ("error map", f"{run_dir}/maps/errors.html"),
+        ("metrics", f"{run_dir}/metrics.json"),
+        ("notebooks", "make lab   (or: .venv/bin/jupyter lab)"),
+        ("training curves", f".venv/bin/tensorboard --logdir {run_dir}/tb"),
+    ]:
+        print(f"  {name:<18} {hint}")
+    return 0
+
+
 def _add_border_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--border", type=Path, help="polygon file (default: the shipped Croatia)")
     parser.add_argument("--country", help="country name or ISO code inside --border")
@@ -90,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     predict.set_defaults(run=_predict)
+
+    run = commands.add_parser("run", help="execute the notebooks in order with papermill")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    run.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument(
+        "--from", dest="start_from", metavar="NN", help="start at step NN, reusing earlier outputs"
+    )
+    run.set_defaults(run=_run)
     return parser
 
 

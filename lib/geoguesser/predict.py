@@ -55,6 +55,8 @@ def predict_table(
     out["pred_lat"], out["pred_lon"] = decoded.pop("lat"), decoded.pop("lon")
     if labelled:
         out["error_km"] = haversine_km(out.true_lat, out.true_lon, out.pred_lat, out.pred_lon)
+    if "label" in table:
+        out["true_label"] = table.label.to_numpy()
     for key, values in decoded.items():
         out[key if key in ("label", "prob") else f"pred_{key}"] = values
     return out.rename(columns={"label": "pred_label", "prob": "pred_prob"})
