@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format venv clean-venv
+DEMO_DATA := data/synthetic
+
+.PHONY: demo test lint format lab nbdime venv clean-venv
 
 venv: $(STAMP)
 
@@ -14,6 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The synthetic dataset (made once), then the whole pipeline of configs/demo.yaml into runs/demo.
+demo: $(STAMP)
+	test -d $(DEMO_DATA) || $(BIN)/geoguesser synth $(DEMO_DATA) --locations 2000 --image-size 64 --seed 0
+	$(BIN)/geoguesser run --config configs/demo.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,6 +33,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# JupyterLab on the notebooks, with this environment registered as the kernel `geoguesser`.
+lab: $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name geoguesser --display-name "Python (geoguesser)"
+	$(BIN)/jupyter lab notebooks/
+
+# Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).
+nbdime: $(STAMP)
+	$(BIN)/nbdime config-git --enable
 
 clean-venv:
 	rm -rf $(VENV)

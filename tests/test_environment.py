@@ -26,7 +26,9 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     for entry in env["dependencies"]:
         if isinstance(entry, dict):
             pip_entries += entry["pip"]
-            conda_side.update(split_requirement(e.split("#")[0]) for e in entry["pip"] if e != "-e .")
+            conda_side.update(
+                split_requirement(e.split("#")[0]) for e in entry["pip"] if e != "-e ."
+            )
             continue
         name, spec = split_requirement(entry)
         if name not in {"python", "pip"}:

@@ -46,8 +46,17 @@ def thumbnails(dataset_dir: str, uuid: str, size: int = 72) -> list[str]:
 def _leaflet_inline() -> str:
     static = resources.files("js_lib_leaflet") / "static" / "js_lib_leaflet"
     css = (static / "leaflet.css").read_text()
+    for image in ("layers.png", "layers-2x.png", "marker-icon.png"):  # the icons the CSS points to
+        data = base64.b64encode((static / "images" / image).read_bytes()).decode()
+        css = css.replace(f"url(images/{image})", f"url(data:image/png;base64,{data})")
     js = (static / "leaflet.js").read_text()
-    return f"<style>{css}</style>\n<script>{js}</script>"
+    # folium builds popups with jQuery's $(html)[0]; offline, that one call is all it needs.
+    jquery_shim = (
+        "window.$ = window.$ || function (html) {"
+        " var t = document.createElement('template'); t.innerHTML = html.trim();"
+        " return [t.content.firstChild]; };"
+    )
+    return f"<style>{css}</style>\n<script>{js}</script>\n<script>{jquery_shim}</script>"
 
 
 def base_map(border: BaseGeometry, offline: bool = True, tiles: bool = True) -> folium.Map:
@@ -86,7 +95,7 @@ def _legend(title: str) -> folium.Element:
         for km, label in zip(LEGEND_STOPS_KM, labels, strict=True)
     )
     html = (
-        '<div style="position:fixed;bottom:20px;left:20px;z-index:1000;background:white;'
+        '<div style="position:fixed;bottom:30px;right:10px;z-index:1000;background:white;'
         f'padding:6px 8px;border:1px solid #999;font:12px sans-serif"><b>{title}</b>{rows}</div>'
     )
     return folium.Element(html)
