@@ -80,6 +80,57 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_coords(args: argparse.Namespace) -> int:
+    from .atomic import write_csv
+    from .borders import load_border
+    from .sampling import sample_fill_cells, sample_uniform
+
+    border = load_border(args.border, args.country)
+    if args.fill_cells is None:
+        if args.n is None:
+            raise UserError("give --n (how many points), or --fill-cells TARGET")
+        points = sample_uniform(border, args.n, seed=args.seed)
+    else:
+        from .datasets import load_locations
+        from .grid import make_cells
+
+        if not args.dataset:
+            raise UserError("--fill-cells needs the existing data: --dataset DIR [DIR...]")
+        existing, _ = load_locations(args.dataset, border=border, check_images=False)
+        cells = make_cells(
+            border, existing.latitude, existing.longitude, cell_km=args.cell_km, min_train=0
+        )
+        points = sample_fill_cells(
+            cells, existing.latitude, existing.longitude, args.fill_cells, args.n, args.seed
+        )
+    write_csv(points, args.out)
+    print(f"wrote {len(points)} points to {args.out}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .streetview import Settings, download, read_key
+
+    key = read_key(args.key_file)
+    settings = Settings(
+        base_url=args.base_url, radius_m=args.radius, concurrency=args.concurrency,
+        rate_per_s=args.rate, retries=args.retries,
+    )  # fmt: skip
+    summary = download(args.coords, args.out, key, settings)
+    print(
+        f"{summary.downloaded} locations downloaded, {summary.no_panorama} points without a "
+        f"panorama, {summary.duplicates} duplicate panoramas; "
+        f"{summary.total_locations} locations in {args.out / 'data.csv'}"
+    )
+    if summary.stopped:
+        print(
+            f"geoguesser download: stopped: {summary.stopped}; everything finished is kept",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def _add_border_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--border", type=Path, help="polygon file (default: the shipped Croatia)")
     parser.add_argument("--country", help="country name or ISO code inside --border")
@@ -127,6 +178,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="start_from", metavar="NN", help="start at step NN, reusing earlier outputs"
     )
     run.set_defaults(run=_run)
+
+    sample = commands.add_parser(
+        "sample-coords", help="draw points inside the border to collect data at"
+    )
+    sample.add_argument(
+        "--n", type=int, help="how many points (with --fill-cells: at most this many)"
+    )
+    sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--fill-cells", type=int, metavar="TARGET", help="fill grid cells up to TARGET locations"
+    )
+    sample.add_argument(
+        "--dataset", type=Path, nargs="+", metavar="DIR", help="existing data, for --fill-cells"
+    )
+    sample.add_argument("--cell-km", type=float, default=50.0)
+    _add_border_options(sample)
+    sample.set_defaults(run=_sample_coords)
+
+    fetch = commands.add_parser("download", help="download Street View views for sampled points")
+    fetch.add_argument("coords", type=Path, metavar="COORDS_CSV")
+    fetch.add_argument("--out", type=Path, required=True, metavar="DIR")
+    fetch.add_argument(
+        "--key-file", type=Path, help="file holding the API key (default: $GOOGLE_MAPS_API_KEY)"
+    )
+    fetch.add_argument("--base-url", default="https://maps.googleapis.com/maps/api")
+    fetch.add_argument("--radius", type=int, default=50, help="panorama search radius in metres")
+    fetch.add_argument("--concurrency", type=int, default=8)
+    fetch.add_argument("--rate", type=float, default=20.0, help="requests per second at most")
+    fetch.add_argument("--retries", type=int, default=5)
+    fetch.set_defaults(run=_download)
     return parser
 
 

@@ -1,0 +1,207 @@
+"""The Street View downloader against a local fake of the API (127.0.0.1 only)."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from fake_streetview import KEY, FakeStreetView, panorama_at
+
+from conftest import tree_snapshot
+from geoguesser.cli import main
+from geoguesser.datasets import validate
+from geoguesser.errors import UserError
+from geoguesser.streetview import STATE_DIR, Settings, download, read_key, read_points
+
+# Points around Zagreb (some share a panorama) and a few north of 45.5 (no panorama there).
+POINTS = [(45.30 + 0.01 * i, 15.90 + 0.013 * i) for i in range(12)] + [(45.6, 16.0), (45.7, 16.2)]
+
+
+@pytest.fixture
+def server():
+    fake = FakeStreetView()
+    fake.base_url = fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def coords(tmp_path):
+    path = tmp_path / "coords.csv"
+    pd.DataFrame(POINTS, columns=["latitude", "longitude"]).to_csv(path, index=False)
+    return path
+
+
+def fast(server, **overrides) -> Settings:
+    settings = dict(
+        base_url=server.base_url,
+        concurrency=4,
+        rate_per_s=500,
+        retries=3,
+        backoff_s=0.01,
+        progress=False,
+    )
+    settings.update(overrides)
+    return Settings(**settings)
+
+
+def expected_panoramas():
+    return {p["pano_id"] for p in (panorama_at(lat, lon) for lat, lon in POINTS) if p}
+
+
+def test_download_writes_the_layout_once_per_panorama(server, coords, tmp_path):
+    out = tmp_path / "out"
+    summary = download(coords, out, KEY, fast(server))
+    assert summary.stopped is None and summary.no_panorama == 2
+    frame = pd.read_csv(out / "data.csv")
+    assert set(frame.pano_id) == expected_panoramas() and frame.uuid.is_unique
+    assert summary.duplicates == len(POINTS) - 2 - len(expected_panoramas())
+    # Labelled with the panorama's own coordinates; the sampled point is kept beside them.
+    row = frame.iloc[0]
+    pano = panorama_at(row.sample_latitude, row.sample_longitude)
+    assert (row.latitude, row.longitude) == pytest.approx((pano["lat"], pano["lng"]))
+    assert validate([out]).ok
+    assert all(count == 1 for count in server.images.values()) and len(server.images) == 4 * len(
+        frame
+    )
+
+
+def test_second_run_downloads_nothing_again(server, coords, tmp_path):
+    out = tmp_path / "out"
+    download(coords, out, KEY, fast(server))
+    served, before = sum(server.images.values()), tree_snapshot(out / "images")
+    summary = download(coords, out, KEY, fast(server))
+    assert summary.downloaded == 0 and sum(server.images.values()) == served
+    assert tree_snapshot(out / "images") == before
+
+
+def test_retries_429_500_slow_answers_and_a_dropped_connection(server, coords, tmp_path):
+    server.failures = [429, 500, 503, 429]
+    server.drop_images = 2
+    server.delay_s = 0.05
+    out = tmp_path / "out"
+    summary = download(coords, out, KEY, fast(server))
+    assert summary.stopped is None
+    assert validate([out]).ok and set(pd.read_csv(out / "data.csv").pano_id) == expected_panoramas()
+    assert not list(out.rglob("*.part"))
+
+
+def test_rate_limit_spaces_requests(server, coords, tmp_path):
+    start = time.monotonic()
+    download(coords, tmp_path / "out", KEY, fast(server, rate_per_s=40))
+    requests = server.metadata_requests + sum(server.images.values())
+    assert time.monotonic() - start >= (requests - 1) / 40 * 0.95
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (
+            lambda s: setattr(s, "metadata_status", "REQUEST_DENIED"),
+            "rejected the key (REQUEST_DENIED)",
+        ),
+        (
+            lambda s: setattr(s, "metadata_status", "OVER_QUERY_LIMIT"),
+            "quota exhausted (OVER_QUERY_LIMIT)",
+        ),
+        (lambda s: setattr(s, "always_429", True), "quota exhausted"),
+    ],
+)
+def test_fatal_answers_stop_cleanly_in_one_line(server, coords, tmp_path, capsys, setup, message):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(KEY)
+    setup(server)
+    out = tmp_path / "out"
+    code = main(["download", str(coords), "--out", str(out), "--key-file", str(key_file),
+                 "--base-url", server.base_url, "--retries", "1", "--rate", "500"])  # fmt: skip
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("geoguesser download:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert (tmp_path / "out" / "data.csv").exists()  # the (empty) dataset stays readable
+
+
+def test_network_down_keeps_what_was_finished(server, coords, tmp_path):
+    out = tmp_path / "out"
+    few = tmp_path / "few.csv"
+    pd.DataFrame(POINTS[:3], columns=["latitude", "longitude"]).to_csv(few, index=False)
+    download(few, out, KEY, fast(server))
+    kept = pd.read_csv(out / "data.csv")
+    server.stop()
+    summary = download(coords, out, KEY, fast(server, retries=1))
+    assert summary.stopped and summary.stopped.startswith(
+        "network down: cannot connect to 127.0.0.1"
+    )
+    assert pd.read_csv(out / "data.csv").uuid.tolist() == kept.uuid.tolist()
+    assert validate([out]).ok
+    server.start()  # for the fixture's stop
+
+
+def test_resume_after_a_kill(server, coords, tmp_path):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(KEY)
+    server.delay_s = 0.15
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "geoguesser.cli", "download", str(coords), "--out", str(out),
+               "--key-file", str(key_file), "--base-url", server.base_url, "--concurrency", "2",
+               "--rate", "500"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = out / STATE_DIR / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not journal.exists() or journal.read_text().count('"ok"') < 2
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    finished = {
+        line.split('"pano_id": "')[1].split('"')[0]
+        for line in journal.read_text().splitlines()
+        if '"ok"' in line
+    }
+    assert finished and not (out / "data.csv").exists() or validate([out]).ok
+    served = dict(server.images)
+    server.delay_s = 0.0
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out / "data.csv")
+    assert set(frame.pano_id) == expected_panoramas() and validate([out]).ok
+    for pano in finished:  # finished before the kill: never fetched again
+        assert all(server.images[(pano, h)] == served[(pano, h)] == 1 for h in (0, 90, 180, 270))
+    assert not list(out.rglob("*.part"))
+
+
+def test_the_key_is_in_no_output_and_no_log_line(server, coords, tmp_path, capsys):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(KEY)
+    server.failures = [500, 429]
+    out = tmp_path / "out"
+    assert main(["download", str(coords), "--out", str(out), "--key-file", str(key_file),
+                 "--base-url", server.base_url, "--rate", "500"]) == 0  # fmt: skip
+    server.metadata_status = "REQUEST_DENIED"
+    main(["download", str(coords), "--out", str(tmp_path / "out2"), "--key-file", str(key_file),
+          "--base-url", server.base_url, "--rate", "500"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert KEY not in captured.out + captured.err
+    for path in [*out.rglob("*"), *(tmp_path / "out2").rglob("*")]:
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    assert KEY in server.keys_seen  # it was sent, only to the API
+
+
+def test_missing_key_and_bad_coordinates_are_one_line_each(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOOGLE_MAPS_API_KEY", raising=False)
+    with pytest.raises(UserError, match="no API key: set GOOGLE_MAPS_API_KEY or pass --key-file"):
+        read_key(None)
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "k")
+    assert read_key(None) == "k"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("latitude,longitude\n45.1,15.2\nnorth,15.0\n95,15\n45.2,\n")
+    with pytest.raises(UserError) as error:
+        read_points(bad)
+    lines = str(error.value).splitlines()
+    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in lines] == ["3", "4", "5"]
+    assert main(["download", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 3
+    assert not (tmp_path / "o").exists()
