@@ -19,8 +19,7 @@ from pytorch_lightning.callbacks import Callback
 
 from geoguesser.borders import load_border
 from geoguesser.datasets import load_locations
-from geoguesser.enrich import enrich
-from geoguesser.grid import make_cells
+from geoguesser.enrich import prepare
 from geoguesser.splits import split_locations
 from geoguesser.synthetic import generate
 from geoguesser.train import TrainConfig, train
@@ -52,9 +51,7 @@ def main() -> None:
         border = load_border()
         locations, _ = load_locations([root], border=border)
         locations = split_locations(locations, fractions=(0.9, 0.05, 0.05), seed=0)
-        train_rows = locations[locations.split == "train"]
-        cells = make_cells(border, train_rows.latitude, train_rows.longitude, cell_km=50)
-        table, scaler = enrich(locations, cells)
+        table, cells, scaler = prepare(locations, border, cell_km=50)
         timings = {}
         for cached in (False, True):
             timer = EpochTimer()
@@ -67,7 +64,7 @@ def main() -> None:
             train(config, table, cells, scaler, tmp / f"run-{cached}", border, callbacks=[timer])
             timings[cached] = timer.times
 
-    n = len(train_rows)
+    n = int((table.split == "train").sum())
     print(f"frozen {args.backbone} at {args.image_size} px, {n} training locations ({4 * n} views)")
     for cached, times in timings.items():
         label = "feature cache" if cached else "no cache     "

@@ -78,16 +78,13 @@ def enriched(synthetic_dir):
     """(table, cells, scaler, border) for the small synthetic dataset, 100 km cells."""
     from geoguesser.borders import load_border
     from geoguesser.datasets import load_locations
-    from geoguesser.enrich import enrich
-    from geoguesser.grid import make_cells
+    from geoguesser.enrich import prepare
     from geoguesser.splits import split_locations
 
     border = load_border()
     locations, _ = load_locations([synthetic_dir], border=border)
     locations = split_locations(locations, fractions=(0.7, 0.15, 0.15), seed=0)
-    train = locations[locations.split == "train"]
-    cells = make_cells(border, train.latitude, train.longitude, cell_km=100)
-    table, scaler = enrich(locations, cells)
+    table, cells, scaler = prepare(locations, border, cell_km=100)
     return table, cells, scaler, border
 
 

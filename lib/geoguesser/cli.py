@@ -33,11 +33,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .borders import load_border
     from .synthetic import generate
 
-    border = load_border(args.border, args.country) if args.border else None
-    out = generate(args.out_dir, args.locations, args.image_size, args.seed, border=border)
+    out = generate(args.out_dir, args.locations, args.image_size, args.seed)
     print(f"wrote SYNTHETIC dataset: {out} ({args.locations} locations, {args.image_size} px)")
     return 0
 
@@ -147,12 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_border_options(validate)
     validate.set_defaults(run=_validate)
 
-    synth = commands.add_parser("synth", help="write the SYNTHETIC default dataset")
+    synth = commands.add_parser("synth", help="write the SYNTHETIC default dataset (Croatia)")
     synth.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     synth.add_argument("--locations", type=int, default=2000)
     synth.add_argument("--image-size", type=int, default=128, metavar="PX")
     synth.add_argument("--seed", type=int, default=0)
-    _add_border_options(synth)
     synth.set_defaults(run=_synth)
 
     predict = commands.add_parser("predict", help="predict coordinates into the competition's CSV")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .geo import DEFAULT_CRS, MinMaxScaler, to_projected
-from .grid import CENTROID_KINDS, assign_cells, kept_cells
+from .grid import CENTROID_KINDS, assign_cells, kept_cells, make_cells
 
 ENRICHED_COLUMNS = [
     "uuid", "latitude", "longitude", "split", "dataset_dir", "label",
@@ -37,3 +37,18 @@ def enrich(locations: pd.DataFrame, cells: gpd.GeoDataFrame) -> tuple[pd.DataFra
                 np.searchsorted(classes.index, label)
             ]
     return table[ENRICHED_COLUMNS].reset_index(drop=True), scaler
+
+
+def prepare(
+    locations: pd.DataFrame,
+    border,
+    cell_km: float | None = 50.0,
+    cell_deg: float | None = None,
+    crs: str = DEFAULT_CRS,
+    min_train: int = 1,
+) -> tuple[pd.DataFrame, gpd.GeoDataFrame, MinMaxScaler]:
+    """Steps 02 and 03 in one call, for scripts and tests: cells from training data, then enrich."""
+    train = locations[locations.split == "train"]
+    cells = make_cells(border, train.latitude, train.longitude, cell_km, cell_deg, crs, min_train)
+    table, scaler = enrich(locations, cells)
+    return table, cells, scaler

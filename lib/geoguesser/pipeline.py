@@ -8,7 +8,6 @@ The source notebooks are never overwritten.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import shutil
 import subprocess
@@ -161,7 +160,7 @@ def run(
     resolved["steps"] = STEPS[first:]
     write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     kernel = ensure_kernel()
-    parameters = step_parameters(copy.deepcopy(config), run_dir)
+    parameters = step_parameters(config, run_dir)
     for step in STEPS[first:]:
         output = run_dir / f"{step}.ipynb"
         try:

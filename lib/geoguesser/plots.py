@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
 
-matplotlib.use("Agg") if matplotlib.get_backend() == "" else None  # headless runs
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from shapely.geometry.base import BaseGeometry  # noqa: E402
-
-from .atomic import atomic_path  # noqa: E402
-from .datasets import VIEWS  # noqa: E402
-from .image_cache import decode_location  # noqa: E402
+from .atomic import atomic_path
+from .datasets import VIEWS
+from .image_cache import decode_location
 
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 VIEW_NAMES = ("N", "E", "S", "W")

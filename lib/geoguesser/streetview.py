@@ -27,7 +27,7 @@ import random
 import shutil
 import time
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,7 +88,6 @@ class Summary:
     duplicates: int = 0
     total_locations: int = 0
     stopped: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def read_key(key_file: str | Path | None = None) -> str:
