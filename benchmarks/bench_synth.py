@@ -23,7 +23,7 @@ from geoguesser.synthetic import Geography, _canvas, _mix, generate, render_view
 
 
 def naive_render(scene, view: int, size: int, rng) -> np.ndarray:
-    """Full-frame float64 layers composited with np.where: how one first writes it."""
+    """Full-frame float64 layers composited with np.where, fresh noise: how one first writes it."""
     u, v = _canvas(size)
     u, v = u.astype(float), v.astype(float)
     horizon = 0.5 + rng.normal(0, 0.025)

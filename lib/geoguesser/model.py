@@ -119,15 +119,10 @@ def geography_of(cells, scaler: MinMaxScaler, border=None) -> dict:
         "grid": {k: cells.attrs.get(k) for k in ("cell_km", "cell_deg", "min_train")},
         "cells": {column: classes[column].tolist() for column in columns},
         "border_wkt": shapely.to_wkt(border, rounding_precision=6) if border is not None else None,
-        "diagonal_km": bbox_diagonal_km(border)
-        if border is not None
-        else _cells_diagonal_km(classes),
+        "diagonal_km": bbox_diagonal_km(
+            border if border is not None else shapely.box(*classes.total_bounds)
+        ),
     }
-
-
-def _cells_diagonal_km(classes) -> float:
-    west, south, east, north = classes.total_bounds
-    return float(haversine_km(south, west, north, east))
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -223,9 +218,13 @@ class GeoLocator(pl.LightningModule):
 
     # --- decoding -------------------------------------------------------------------------
 
-    def decode(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:
-        """Latitude/longitude from raw outputs: the configured decoding plus, for classification,
-        every (centroid kind, mean/argmax) pair, the most likely label and its probability."""
+    def decode(self, outputs: torch.Tensor, every: bool = False) -> dict[str, np.ndarray]:
+        """Latitude/longitude from raw outputs with the configured decoding.
+
+        With `every`, a classifier also reports each (centroid kind, mean/argmax) pair, the
+        most likely label and its probability, for comparing decodings after training;
+        validation needs only the configured one.
+        """
         hp = self.hparams
         result: dict[str, np.ndarray] = {}
         if hp.objective == "regression":
@@ -233,18 +232,20 @@ class GeoLocator(pl.LightningModule):
             lat, lon = to_latlon(x.cpu().numpy(), y.cpu().numpy(), self.crs)
         else:
             probs = torch.softmax(outputs.float(), dim=1)
-            top = probs.max(dim=1)
-            result["label"], result["prob"] = top.indices.cpu().numpy(), top.values.cpu().numpy()
-            for kind in CENTROID_KINDS:
-                for how in DECODINGS:
-                    xy = decode_classes(probs, getattr(self, f"{kind}_xy"), how).cpu().numpy()
-                    result[f"{kind}_{how}_lat"], result[f"{kind}_{how}_lon"] = to_latlon(
-                        xy[:, 0], xy[:, 1], self.crs
-                    )
-            lat, lon = (
-                result[f"{hp.centroid_kind}_{hp.decode}_lat"],
-                result[f"{hp.centroid_kind}_{hp.decode}_lon"],
-            )
+            pairs = [(hp.centroid_kind, hp.decode)]
+            if every:
+                top = probs.max(dim=1)
+                result["label"], result["prob"] = (
+                    top.indices.cpu().numpy(),
+                    top.values.cpu().numpy(),
+                )
+                pairs = [(kind, how) for kind in CENTROID_KINDS for how in DECODINGS]
+            for kind, how in pairs:
+                xy = decode_classes(probs, getattr(self, f"{kind}_xy"), how).cpu().numpy()
+                lat, lon = to_latlon(xy[:, 0], xy[:, 1], self.crs)
+                result[f"{kind}_{how}_lat"], result[f"{kind}_{how}_lon"] = lat, lon
+            chosen = f"{hp.centroid_kind}_{hp.decode}"
+            lat, lon = result[f"{chosen}_lat"], result[f"{chosen}_lon"]
         if hp.snap_to_land and self.border is not None:
             lat, lon = snap_inside(self.border, lat, lon)
         result["lat"], result["lon"] = np.asarray(lat), np.asarray(lon)
@@ -253,7 +254,7 @@ class GeoLocator(pl.LightningModule):
     @torch.no_grad()
     def locate(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         """uint8 views (B, 4, 3, H, W) -> decoded locations; the model must be in eval mode."""
-        return self.decode(self.net(images.to(self.device)))
+        return self.decode(self.net(images.to(self.device)), every=True)
 
     # --- training -------------------------------------------------------------------------
 
