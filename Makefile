@@ -34,10 +34,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# JupyterLab on the notebooks, with this environment registered as the kernel `geoguesser`.
+# JupyterLab at the repository root (notebooks/, runs/ and configs/ all reachable), with this
+# environment registered as the kernel `geoguesser`; ipywidgets draws the progress bars.
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --sys-prefix --name geoguesser --display-name "Python (geoguesser)"
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --notebook-dir=.
 
 # Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).
 nbdime: $(STAMP)

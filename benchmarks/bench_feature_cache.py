@@ -18,11 +18,12 @@ import numpy as np
 from pytorch_lightning.callbacks import Callback
 
 from geoguesser.borders import load_border
+from geoguesser.config import TrainSettings
 from geoguesser.datasets import load_locations
 from geoguesser.enrich import prepare
 from geoguesser.splits import split_locations
 from geoguesser.synthetic import generate
-from geoguesser.train import TrainConfig, train
+from geoguesser.train import train
 
 
 class EpochTimer(Callback):
@@ -55,7 +56,7 @@ def main() -> None:
         timings = {}
         for cached in (False, True):
             timer = EpochTimer()
-            config = TrainConfig(
+            config = TrainSettings(
                 backbone=args.backbone, image_size=args.image_size, batch_size=32,
                 num_workers=0, max_epochs=3, freeze_epochs=3, feature_cache=cached,
                 image_cache_dir=str(tmp / "cache"), progress_bar=False, accelerator="cpu",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,12 +100,13 @@ def small_model(enriched):
     table, cells, scaler, border = enriched
     geography = geography_of(cells, scaler, border)
     geography["cells"] = {k: v[:3] for k, v in geography["cells"].items()}
-    return GeoLocator(geography, backbone="tinycnn", image_size=32).eval(), geography
+    settings = tiny_config(image_size=32)
+    return GeoLocator(geography, settings).eval(), geography
 
 
 def tiny_config(**overrides):
     """A training configuration that runs in seconds on a CPU."""
-    from geoguesser.train import TrainConfig
+    from geoguesser.config import TrainSettings
 
     settings = dict(
         backbone="tinycnn", image_size=32, batch_size=16, num_workers=0, max_epochs=2,
@@ -109,4 +114,61 @@ def tiny_config(**overrides):
         accelerator="cpu", devices=1,
     )  # fmt: skip
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return TrainSettings(**settings)
+
+
+# --- a second checkout and tiny data for the pipeline and sweep tests ---------------------
+
+CLONE_MARK = "This copy of the notebooks belongs to the second checkout."
+
+
+def tiny_overrides(dataset_dir: Path, cache_dir: Path, **train) -> list[str]:
+    settings = {
+        "image_size": 32, "batch_size": 16, "max_epochs": 2, "freeze_epochs": 1,
+        "image_cache_dir": str(cache_dir), **train,
+    }  # fmt: skip
+    overrides = [f"data.dataset_dirs=[{dataset_dir}]", "grid.cell_km=100", "grid.compare_km=[200]"]
+    return overrides + [f"train.{key}={value}" for key, value in settings.items()]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def make_checkout(root: Path) -> Path:
+    """A second geoguesser checkout: this one's notebooks and configs in a git repository."""
+    for folder in ("notebooks", "configs"):
+        shutil.copytree(REPO / folder, root / folder)
+    first = root / "notebooks" / "01-eda.ipynb"
+    book = nbformat.read(first, as_version=4)
+    book.cells.insert(1, nbformat.v4.new_markdown_cell(CLONE_MARK))
+    nbformat.write(book, first)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(root)]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], check=True)
+    return root
+
+
+def geoguesser(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "geoguesser.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from geoguesser.synthetic import generate
+
+    root = tmp_path_factory.mktemp("pipeline")
+    data = generate(root / "data", locations=80, image_size=32, seed=1, progress=False)
+    return data, root / "cache"
+
+
+@pytest.fixture(scope="session")
+def checkout(tmp_path_factory):
+    return make_checkout(tmp_path_factory.mktemp("clone") / "geoguesser")

@@ -1,5 +1,6 @@
 import torch
 
+from conftest import tiny_config
 from geoguesser.data import GeoDataModule, LocationDataset, augment, mirror_scene
 
 
@@ -32,9 +33,8 @@ def test_augmentation_keeps_range_and_shape():
 
 def test_datamodule_splits_and_train_statistics(enriched, tmp_path):
     table = enriched[0]
-    module = GeoDataModule(
-        table, image_size=32, batch_size=4, normalization="train", cache_dir=tmp_path
-    )
+    settings = tiny_config(batch_size=4, normalization="train", image_cache_dir=tmp_path)
+    module = GeoDataModule(table, settings)
     module.setup("fit")
     sizes = {split: len(ds) for split, ds in module.datasets.items()}
     assert sizes == table.split.value_counts().to_dict()

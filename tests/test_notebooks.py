@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from geoguesser.pipeline import STEPS
+from geoguesser.runs import STEPS
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

@@ -1,147 +1,241 @@
-"""The whole pipeline on tiny data, through papermill, on the CPU."""
+"""The whole pipeline on tiny data, as a user runs it: `geoguesser run` in a checkout, on the CPU.
+
+The runs happen in a second checkout made here (the notebooks and configs of this one, in
+their own git repository) while the library comes from the one shared environment, as when
+two clones share a virtualenv: the notebooks, the run folders and the recorded commit must
+all come from the checkout the command was run in.
+"""
 
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 
+import nbformat
 import pytest
 import yaml
 
-from conftest import LUMEN_SAMPLE, REPO
+from conftest import CLONE_MARK, LUMEN_SAMPLE, REPO, geoguesser, set_args, tiny_overrides
 from geoguesser.cli import main
+from geoguesser.config import load_settings
 from geoguesser.errors import UserError
-from geoguesser.pipeline import STEPS, StepFailed, load_config, run
-
-TINY_TRAIN = {
-    "backbone": "tinycnn", "image_size": 32, "batch_size": 16, "num_workers": 0, "max_epochs": 2,
-    "freeze_epochs": 1, "accelerator": "cpu", "devices": 1, "progress_bar": False,
-}  # fmt: skip
-
-
-def tiny_config(dataset_dir, cache_dir, name="tiny", **train):
-    config = load_config(REPO / "configs" / "demo.yaml")
-    config["name"] = name
-    config["data"]["dataset_dirs"] = [str(dataset_dir)]
-    config["grid"].update(cell_km=100, compare_km=[200, 100])
-    config["train"].update(TINY_TRAIN, image_cache_dir=str(cache_dir), **train)
-    return config
+from geoguesser.runs import MARKER, STEPS
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from geoguesser.synthetic import generate
-
-    root = tmp_path_factory.mktemp("pipeline")
-    data = generate(root / "data", locations=80, image_size=32, seed=1, progress=False)
-    config = tiny_config(data, root / "cache")
-    return run(config, runs_root=root / "runs", progress=False), config
+def finished_run(tiny_data, checkout):
+    data, cache = tiny_data
+    overrides = [*tiny_overrides(data, cache), "name=tiny"]
+    result = geoguesser("run", "--config", "configs/demo.yaml", *set_args(overrides), cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    return checkout / "runs" / "tiny", result, overrides
 
 
 def test_every_step_leaves_its_artifacts(finished_run):
-    run_dir, _ = finished_run
+    run_dir, _, _ = finished_run
     for step in STEPS:
         assert (run_dir / f"{step}.ipynb").exists()
-    for name in [
-        "locations.csv",
-        "cells.geojson",
-        "enriched.csv",
-        "scaler.json",
-        "predictions.csv",
-    ]:
+    outputs = ["locations.csv", "cells.geojson", "enriched.csv", "scaler.json", "predictions.csv"]
+    for name in outputs:
         assert (run_dir / name).exists(), name
-    assert (
-        list((run_dir / "checkpoints").glob("best-*.ckpt"))
-        and (run_dir / "checkpoints/last.ckpt").exists()
-    )
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert (run_dir / "checkpoints/last.ckpt").exists()
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
     for figure in ["locations", "grids", "cells", "projection", "errors", "worst"]:
         assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000, figure
-    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert resolved["config"]["name"] == "tiny" and resolved["code_version"]["geoguesser"]
+    assert (run_dir / MARKER).is_file()
+
+
+def test_the_terminal_shows_steps_epochs_and_the_result_without_kernel_noise(finished_run):
+    _, result, _ = finished_run
+    lines = result.stdout.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    for line in epochs:
+        assert "train loss" in line and "val mean" in line and "median" in line and " lr " in line
+    assert "[4/5] 04-training" in lines and any(line.startswith("caching ") for line in lines)
+    result_line = next(line for line in lines if line.startswith("result: "))
+    assert "test mean" in result_line and "always answering the training mean" in result_line
+    assert "without encryption" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_notebooks_runs_and_commit_come_from_the_checkout_the_user_is_in(finished_run, checkout):
+    run_dir, _, _ = finished_run
+    executed = nbformat.read(run_dir / "01-eda.ipynb", as_version=4)
+    assert any(cell.source == CLONE_MARK for cell in executed.cells)
+    assert not (REPO / "runs" / "tiny").exists()
+    history = yaml.safe_load((run_dir / "config.yaml").read_text())["history"]
+    head = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert history[0]["code_version"]["commit"] == head
+    assert history[0]["code_version"]["checkout"] == str(checkout)
+
+
+def test_config_yaml_holds_absolute_resolved_settings_and_the_invocation(finished_run, tiny_data):
+    run_dir, _, overrides = finished_run
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert recorded["name"] == "tiny" and recorded["train"]["backbone"] == "tinycnn"
+    assert recorded["data"]["dataset_dirs"] == [str(tiny_data[0])]
+    assert recorded["train"]["image_cache_dir"] == str(tiny_data[1])
+    (entry,) = recorded["history"]
+    assert entry["steps"] == STEPS and entry["overrides"] == overrides
+    assert entry["config_file"] == str(run_dir.parents[1] / "configs" / "demo.yaml")
 
 
 def test_metrics_json_holds_every_field_with_sane_values(finished_run):
-    run_dir, _ = finished_run
+    run_dir, _, _ = finished_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"}
     for split in metrics.values():
         assert {
-            "n",
-            "mean_km",
-            "median_km",
-            "acc_1km",
-            "acc_25km",
-            "acc_100km",
-            "geoscore",
+            "n", "mean_km", "median_km", "acc_1km", "acc_25km", "acc_100km", "geoscore",
             "baseline_mean_km",
-        } <= set(split)
+        } <= set(split)  # fmt: skip
         assert split["n"] > 0 and 0 < split["median_km"] < 700 and 0 < split["mean_km"] < 700
         assert 0 <= split["acc_1km"] <= split["acc_25km"] <= split["acc_100km"] <= 1
         assert 0 < split["geoscore"] <= 5000 and split["baseline_mean_km"] > 0
 
 
+def test_metrics_json_is_written_by_the_last_cell(finished_run):
+    run_dir, _, _ = finished_run
+    last = [c for c in nbformat.read(run_dir / "05-error-maps.ipynb", 4).cells if c.source][-1]
+    assert "metrics.json" in last.source
+
+
 def test_error_map_has_one_line_per_prediction_and_works_offline(finished_run):
-    run_dir, _ = finished_run
+    run_dir, _, _ = finished_run
     html = (run_dir / "maps" / "errors.html").read_text()
     n_test = json.loads((run_dir / "metrics.json").read_text())["test"]["n"]
     assert html.count("L.polyline(") == n_test
     assert html.count("data:image/jpeg;base64,") == 4 * n_test  # the views travel inside the file
     assert "cdn.jsdelivr.net" not in html and "https://leafletjs.com" in html  # Leaflet is inlined
-    assert "L.map(" in html
     assert (run_dir / "maps" / "cells.html").exists()
 
 
-def test_refuses_to_overwrite_and_continues_from_a_later_step(finished_run, tmp_path):
-    run_dir, config = finished_run
-    with pytest.raises(UserError, match="the run exists"):
-        run(config, runs_root=run_dir.parent, progress=False)
+def test_refuses_to_overwrite_and_continues_from_a_later_step_appending_history(
+    finished_run, checkout, tmp_path
+):
+    run_dir, _, overrides = finished_run
+    again = geoguesser("run", "--config", "configs/demo.yaml", *set_args(overrides), cwd=checkout)
+    assert again.returncode == 2 and "exists; pass --overwrite to replace it" in again.stderr
     copy = tmp_path / "runs" / "tiny"
     shutil.copytree(run_dir, copy)
-    (copy / "metrics.json").unlink()
-    run(config, runs_root=copy.parent, start_from="05", progress=False)
+    config = checkout / "configs" / "demo.yaml"
+    more = [*overrides, "maps.worst=2"]
+    assert main(["run", "--config", str(config), "--runs", str(copy.parent), "--from", "05",
+                 "--notebooks", str(checkout / "notebooks"), *set_args(more)]) == 0  # fmt: skip
+    recorded = yaml.safe_load((copy / "config.yaml").read_text())
+    assert recorded["maps"]["worst"] == 2
+    assert [entry["steps"] for entry in recorded["history"]] == [STEPS, ["05-error-maps"]]
+    assert recorded["history"][1]["overrides"] == more
     assert (copy / "metrics.json").exists()
-    assert yaml.safe_load((copy / "config.yaml").read_text())["steps"] == ["05-error-maps"]
 
 
-def test_a_failing_step_is_reported_by_name(finished_run, tmp_path, capsys):
-    run_dir, config = finished_run
+def test_overwrite_replaces_only_a_geoguesser_run(finished_run, checkout, tmp_path, capsys):
+    _, _, overrides = finished_run
+    runs = tmp_path / "runs"
+    precious = runs / "tiny"
+    precious.mkdir(parents=True)
+    (precious / "thesis.tex").write_text("years of work")
+    config = checkout / "configs" / "demo.yaml"
+    code = main(["run", "--config", str(config), "--runs", str(runs), "--overwrite",
+                 "--notebooks", str(checkout / "notebooks"), *set_args(overrides)])  # fmt: skip
+    assert code == 2
+    assert "not a geoguesser run folder" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("name", ["..", "../victim", ".", "a/b"])
+def test_unsafe_names_delete_nothing(tmp_path, tiny_data, checkout, name, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    overrides = [*tiny_overrides(*tiny_data), f"name={name}"]
+    code = main(["run", "--config", str(checkout / "configs/demo.yaml"), "--runs", str(runs),
+                 "--overwrite", *set_args(overrides)])  # fmt: skip
+    assert code == 2 and "is not a plain folder name" in capsys.readouterr().err
+    assert (victim / "keep.txt").read_text() == "keep" and runs.is_dir()
+
+
+def test_a_failing_step_is_reported_by_name(finished_run, checkout, tmp_path, capsys):
+    run_dir, _, overrides = finished_run
     shutil.copytree(run_dir, tmp_path / "runs" / "tiny")
-    broken = tmp_path / "broken.yaml"
-    bad = {**config, "train": {**config["train"], "backbone": "resnet9000"}}
-    broken.write_text(yaml.safe_dump(bad))
-    code = main(["run", "--config", str(broken), "--runs", str(tmp_path / "runs"), "--from", "04"])
+    # A view that vanished after step 01 made its table: training names the missing file.
+    table = (tmp_path / "runs" / "tiny" / "enriched.csv").read_text().splitlines()
+    broken = table[1].replace(table[1].split(",")[0], "no-such-uuid", 1)
+    (tmp_path / "runs" / "tiny" / "enriched.csv").write_text("\n".join([table[0], broken]))
+    code = main(["run", "--config", str(checkout / "configs/demo.yaml"), "--runs",
+                 str(tmp_path / "runs"), "--from", "04", "--notebooks",
+                 str(checkout / "notebooks"), *set_args(overrides)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
-    assert (
-        "step 04-training failed in cell" in err
-        and "UserError: unknown backbone 'resnet9000'" in err
-    )
+    assert "step 04-training failed in cell" in err and "no-such-uuid" in err
     assert str(tmp_path / "runs" / "tiny" / "04-training.ipynb") in err
-    with pytest.raises(StepFailed, match="step 04-training failed"):
-        run(bad, runs_root=tmp_path / "runs", start_from="04", progress=False)
 
 
-def test_config_overrides_and_errors(tmp_path):
-    config = load_config(
-        REPO / "configs" / "demo.yaml", ["train.max_epochs=3", "grid.cell_km=25.5", "name=x"]
+def test_from_a_step_needs_the_earlier_steps(tmp_path, tiny_data, checkout, capsys):
+    overrides = [*tiny_overrides(*tiny_data), "name=fresh"]
+    code = main(["run", "--config", str(checkout / "configs/demo.yaml"), "--runs",
+                 str(tmp_path / "runs"), "--from", "04", *set_args(overrides)])  # fmt: skip
+    assert code == 2 and "no run to continue from step 04-training" in capsys.readouterr().err
+
+
+def test_outside_a_checkout_the_notebooks_must_be_named(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, [*tiny_overrides(*tiny_data), "name=x"])
+    from geoguesser.pipeline import run
+
+    with pytest.raises(UserError, match="not inside a geoguesser checkout"):
+        run(settings, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_during_training_is_one_line_and_the_run_continues(tmp_path, tiny_data, checkout):
+    overrides = [*tiny_overrides(*tiny_data, max_epochs=4, freeze_epochs=0), "name=stopped"]
+    arguments = ["--config", "configs/demo.yaml", "--runs", str(tmp_path / "runs")]
+    arguments += set_args(overrides)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geoguesser.cli", "run", *arguments],
+        cwd=checkout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    assert (
-        config["train"]["max_epochs"] == 3
-        and config["grid"]["cell_km"] == 25.5
-        and config["name"] == "x"
-    )
-    with pytest.raises(UserError, match="expected key=value"):
-        load_config(REPO / "configs" / "demo.yaml", ["train.max_epochs"])
-    with pytest.raises(UserError, match="config not found"):
-        load_config(tmp_path / "nope.yaml")
-    assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
+    for line in process.stdout:
+        if line.startswith("epoch 2/"):  # epoch 1's checkpoint is written by now
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+            break
+    process.stdout.read()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert err.strip() == "geoguesser run: interrupted; continue with --from 04"
+    run_dir = tmp_path / "runs" / "stopped"
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert not (run_dir / "metrics.json").exists()
+    resumed = geoguesser("run", *arguments, "--from", "04", cwd=checkout)
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"^resuming the fit after epoch [12] from ", resumed.stdout, re.M)
+    assert (run_dir / "metrics.json").exists()
 
 
 @pytest.mark.skipif(not LUMEN_SAMPLE.exists(), reason="shared/data/lumen-sample is not here")
-def test_pipeline_on_the_real_sample(tmp_path):
-    config = tiny_config(
-        LUMEN_SAMPLE, tmp_path / "cache", name="lumen-sample", max_epochs=1, freeze_epochs=0
-    )
-    run_dir = run(config, runs_root=tmp_path / "runs", progress=False)
+def test_pipeline_on_the_real_sample(tmp_path, checkout):
+    overrides = tiny_overrides(LUMEN_SAMPLE, tmp_path / "cache", max_epochs=1, freeze_epochs=0)
+    overrides.append("name=lumen-sample")
+    code = main(["run", "--config", str(checkout / "configs/demo.yaml"), "--runs",
+                 str(tmp_path / "runs"), "--notebooks", str(checkout / "notebooks"),
+                 *set_args(overrides)])  # fmt: skip
+    assert code == 0
+    run_dir = tmp_path / "runs" / "lumen-sample"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 10 and metrics["test"]["mean_km"] > 0
     assert (run_dir / "maps" / "errors.html").read_text().count("L.polyline(") == 10

@@ -1,4 +1,9 @@
+import json
 import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,9 +12,10 @@ from pytorch_lightning.callbacks import Callback
 
 from conftest import tiny_config
 from geoguesser.errors import UserError
-from geoguesser.model import load_checkpoint
+from geoguesser.grid import write_cells
+from geoguesser.model import geography_of, load_checkpoint
 from geoguesser.predict import predict_table
-from geoguesser.train import train
+from geoguesser.train import fit_fingerprint, train
 
 
 @pytest.mark.parametrize("objective", ["classification", "regression"])
@@ -111,12 +117,88 @@ def test_broken_image_is_named_before_training_starts(enriched, tmp_path, synthe
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"backbone": "resnet9000"}, "unknown backbone"),
         ({"backbone": "vit_b_16"}, "cannot take 32 px"),
-        ({"fusion": "max"}, "unknown fusion"),
     ],
 )
 def test_bad_model_settings_are_user_errors(enriched, tmp_path, overrides, message):
     table, cells, scaler, border = enriched
     with pytest.raises(UserError, match=message):
-        train(tiny_config(**overrides), table, cells, scaler, tmp_path, border)
+        train(tiny_config().model_copy(update=overrides), table, cells, scaler, tmp_path, border)
+
+
+RESUME_SETTINGS = dict(
+    backbone="tinycnn", image_size=32, batch_size=8, num_workers=0, max_epochs=4,
+    freeze_epochs=1, lr=3e-3, backbone_lr=1e-3, scheduler="plateau", plateau_patience=0,
+    plateau_factor=0.5, augment=True, feature_cache=True, progress_bar=False,
+    accelerator="cpu", devices=1,
+)  # fmt: skip
+
+
+def fit_job(inputs, run_dir, *kill) -> subprocess.CompletedProcess:
+    script = Path(__file__).parent / "fit_job.py"
+    arguments = [str(inputs), str(run_dir), json.dumps(RESUME_SETTINGS), *map(str, kill)]
+    return subprocess.run(
+        [sys.executable, str(script), *arguments], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def fit_inputs(enriched, tmp_path_factory):
+    table, cells, scaler, _ = enriched
+    inputs = tmp_path_factory.mktemp("fit-inputs")
+    table.to_csv(inputs / "enriched.csv", index=False)
+    write_cells(cells, inputs / "cells.geojson")
+    (inputs / "scaler.json").write_text(scaler.to_json())
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(fit_inputs, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    job = fit_job(fit_inputs, run_dir)
+    assert job.returncode == 0, job.stderr
+    return json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.mark.parametrize("kill_epoch, kill_batch", [(1, 0), (2, 2)])
+def test_a_killed_fit_resumes_to_the_uninterrupted_result(
+    fit_inputs, uninterrupted, tmp_path, kill_epoch, kill_batch
+):
+    killed = fit_job(fit_inputs, tmp_path, kill_epoch, kill_batch)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    resumed = fit_job(fit_inputs, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming the fit after epoch {kill_epoch} from" in resumed.stdout
+    assert json.loads((tmp_path / "result.json").read_text()) == uninterrupted
+
+
+def test_other_settings_or_a_finished_fit_start_afresh(enriched, tmp_path, capsys):
+    table, cells, scaler, border = enriched
+    config = tiny_config(max_epochs=2, freeze_epochs=1)
+    train(config, table, cells, scaler, tmp_path, border)
+    recorder = EpochRecorder()
+    changed = tiny_config(max_epochs=2, freeze_epochs=1, lr=1e-2)
+    train(changed, table, cells, scaler, tmp_path, border, callbacks=[recorder])
+    assert recorder.epochs == [0, 1]
+    out = capsys.readouterr().out
+    assert "starting the fit afresh: last.ckpt was made with other settings or data" in out
+    recorder = EpochRecorder()
+    train(changed, table, cells, scaler, tmp_path, border, callbacks=[recorder])
+    assert recorder.epochs == [0, 1]
+    assert "starting the fit afresh: last.ckpt is of a finished fit" in capsys.readouterr().out
+    # Only how fast or how loudly it runs changed: an interrupted fit would still continue.
+    assert fit_fingerprint(changed, table, geography_of(cells, scaler, border)) == fit_fingerprint(
+        changed.model_copy(update={"num_workers": 3, "progress_bar": True}),
+        table,
+        geography_of(cells, scaler, border),
+    )
+
+
+def test_a_damaged_last_checkpoint_is_one_line_naming_it(enriched, tmp_path):
+    table, cells, scaler, border = enriched
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"PK\x03\x04 half a zip file")
+    with pytest.raises(UserError, match="last.ckpt: damaged checkpoint, not resumable; delete it"):
+        train(tiny_config(), table, cells, scaler, tmp_path, border)

@@ -1,6 +1,6 @@
 """Image backbones by name, with their classifier removed and their feature size measured.
 
-Any torchvision classification model (default `resnext101_32x8d`, as in the original work),
+Any torchvision classification model (the original work used `resnext101_32x8d`),
 any timm model when timm is installed (`timm/<name>`), and `tinycnn`, a few conv layers for
 CPU demos and tests. Pretrained weights come from torchvision when online, or from a local
 state-dict file on machines that cannot download.
@@ -15,8 +15,6 @@ import torch
 from torch import nn
 
 from .errors import UserError
-
-DEFAULT_BACKBONE = "resnext101_32x8d"
 
 
 class TinyCNN(nn.Module):
@@ -92,12 +90,34 @@ def _pretrained_torchvision(model: nn.Module, name: str) -> None:
     model.load_state_dict(state)
 
 
-def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None) -> nn.Module:
+def backbone_problem(name: str) -> str | None:
+    """Why `name` cannot be built here, or None: checked with the config, before any step runs."""
+    if name == "tinycnn":
+        return None
+    if name.startswith("timm/"):
+        if importlib.util.find_spec("timm") is None:
+            return f"backbone {name} needs timm: pip install timm"
+        import timm
+
+        model_name = name.removeprefix("timm/")
+        return None if model_name in timm.list_models() else f"unknown timm backbone {model_name!r}"
+    if name not in _torchvision_names():
+        return (
+            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
+            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
+        )
+    return None
+
+
+def build_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
     """A feature extractor: images (N, 3, H, W) to features (N, D).
 
     weights: None (random init), "imagenet" (torchvision's default weights, downloaded), or
     the path of a state-dict file saved from the full classification model.
     """
+    problem = backbone_problem(name)
+    if problem:
+        raise UserError(problem)
     if name == "tinycnn":
         if weights == "imagenet":
             raise UserError("tinycnn has no pretrained weights")
@@ -106,13 +126,9 @@ def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = No
             _load_state_dict(model, Path(weights), name)
         return model
     if name.startswith("timm/"):
-        if importlib.util.find_spec("timm") is None:
-            raise UserError(f"backbone {name} needs timm: pip install timm")
         import timm
 
         model_name = name.removeprefix("timm/")
-        if model_name not in timm.list_models():
-            raise UserError(f"unknown timm backbone {model_name!r}")
         if weights == "imagenet":
             try:
                 return timm.create_model(model_name, pretrained=True, num_classes=0)
@@ -126,11 +142,6 @@ def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = No
             _load_state_dict(model, Path(weights), name)
         model.reset_classifier(0)
         return model
-    if name not in _torchvision_names():
-        raise UserError(
-            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
-            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
-        )
     import torchvision
 
     model = torchvision.models.get_model(name, weights=None)

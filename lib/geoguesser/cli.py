@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from .errors import UserError
 
 
@@ -56,25 +58,76 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import StepFailed, load_config, run
+    from .config import load_settings
+    from .pipeline import Interrupted, StepFailed, run
+    from .runs import result_line
 
-    config = load_config(args.config, args.set)
+    if args.sweep:
+        return _sweep(args)
+    if args.sweep_index is not None:
+        raise UserError("--sweep-index needs the --sweep settings it indexes")
+    settings = load_settings(args.config, args.set)
     try:
         run_dir = run(
-            config, runs_root=args.runs, overwrite=args.overwrite, start_from=args.start_from
+            settings,
+            runs_root=args.runs,
+            overwrite=args.overwrite,
+            start_from=args.start_from,
+            notebook_dir=args.notebooks,
+            config_file=args.config,
+            overrides=args.set,
         )
     except StepFailed as failure:
         print(f"geoguesser run: {failure}", file=sys.stderr)
         return 1
+    except Interrupted as interrupted:
+        print(f"geoguesser run: {interrupted}", file=sys.stderr)
+        return 130
     print(f"run finished: {run_dir}")
+    print(result_line(run_dir))
     for name, hint in [
         ("executed notebooks", f"{run_dir}/0*.ipynb"),
         ("error map", f"{run_dir}/maps/errors.html"),
-        ("metrics", f"{run_dir}/metrics.json"),
-        ("notebooks", "make lab   (or: .venv/bin/jupyter lab)"),
-        ("training curves", f".venv/bin/tensorboard --logdir {run_dir}/tb"),
+        ("notebooks", "make lab"),
+        ("training curves", f"tensorboard --logdir {run_dir}/tb"),
     ]:
         print(f"  {name:<18} {hint}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .pipeline import Interrupted
+    from .sweeps import run_sweep, table
+
+    if args.start_from:
+        raise UserError("--from does not apply to sweeps: re-running one continues it")
+    try:
+        outcomes = run_sweep(
+            args.config,
+            args.set,
+            args.sweep,
+            args.runs,
+            overwrite=args.overwrite,
+            index=args.sweep_index,
+            notebook_dir=args.notebooks,
+        )
+    except Interrupted:
+        print("geoguesser run: interrupted; run the same command again to continue the sweep")
+        return 130
+    print(table(outcomes))
+    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .config import load_settings, schema_markdown
+
+    if args.schema:
+        print(schema_markdown(), end="")
+        return 0
+    if args.config is None:
+        raise UserError("give a config file to check, or --schema")
+    settings = load_settings(args.config, args.set)
+    print(yaml.safe_dump(settings.to_yaml_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -165,16 +218,43 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="execute the notebooks in order with papermill")
     run.add_argument("--config", type=Path, required=True)
     run.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting; the value is YAML (e.g. data.dataset_dirs=[a, b])",
     )
     run.add_argument(
         "--runs", type=Path, default=Path("runs"), help="where run folders go (default: runs)"
     )
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run folder made by geoguesser"
+    )
     run.add_argument(
         "--from", dest="start_from", metavar="NN", help="start at step NN, reusing earlier outputs"
     )
+    run.add_argument(
+        "--notebooks", type=Path, metavar="DIR", help="notebooks to run (default: this checkout's)"
+    )
+    run.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="run every combination of these values as sibling runs under RUNS/<name>/",
+    )
+    run.add_argument(
+        "--sweep-index", type=int, metavar="I", help="run only sweep member I (from 0)"
+    )
     run.set_defaults(run=_run)
+
+    config = commands.add_parser("config", help="check a config and print its resolved settings")
+    config.add_argument("config", type=Path, nargs="?", metavar="CONFIG")
+    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    config.add_argument(
+        "--schema", action="store_true", help="print every setting as Markdown tables"
+    )
+    config.set_defaults(run=_config)
 
     sample = commands.add_parser(
         "sample-coords", help="draw points inside the border to collect data at"

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .config import TrainSettings
 from .image_cache import ImageCache, decode_location
 from .splits import SPLITS
 
@@ -126,27 +127,32 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     return (images * brightness[:, None, None, None, None]).clamp(0, 1)
 
 
+class EpochShuffle(Sampler[int]):
+    """A permutation decided by (seed, epoch) alone, however often the loader is iterated.
+
+    A DataLoader's own generator advances each time an iterator is made (Lightning makes an
+    extra one when it resumes a fit), so the order would depend on history.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
 class GeoDataModule(pl.LightningDataModule):
     """Train/val/test loaders over the enriched table, with optional image cache."""
 
-    def __init__(
-        self,
-        table: pd.DataFrame | str | Path,
-        image_size: int = 224,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        normalization: str = "imagenet",
-        cache_dir: str | Path | None = None,
-        dataset_frac: float = 1.0,
-        seed: int = 0,
-    ):
+    def __init__(self, table: pd.DataFrame | str | Path, settings: TrainSettings):
         super().__init__()
-        if normalization not in ("imagenet", "train"):
-            raise ValueError(f"normalization must be 'imagenet' or 'train', got {normalization!r}")
         self.table_source = table
-        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
-        self.normalization, self.cache_dir = normalization, cache_dir
-        self.dataset_frac, self.seed = dataset_frac, seed
+        self.settings = settings
+        self.image_size, self.batch_size = settings.image_size, settings.batch_size
         self.datasets: dict[str, LocationDataset] = {}
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
 
@@ -156,24 +162,20 @@ class GeoDataModule(pl.LightningDataModule):
         table = self.table_source
         if not isinstance(table, pd.DataFrame):
             table = pd.read_csv(table, dtype={"uuid": str})
-        if self.dataset_frac < 1:
-            table = table.groupby("split", group_keys=False).sample(
-                frac=self.dataset_frac, random_state=self.seed
-            )
         self.table = table.reset_index(drop=True)
         caches = None
-        if self.cache_dir is not None:
+        if self.settings.image_cache_dir is not None:
             caches = {
                 directory: ImageCache.open(
-                    self.cache_dir, directory, group.uuid.tolist(), self.image_size
+                    self.settings.image_cache_dir, directory, group.uuid.tolist(), self.image_size
                 )
                 for directory, group in self.table.groupby("dataset_dir")
             }
         for split in SPLITS:
             rows = self.table[self.table.split == split].reset_index(drop=True)
             self.datasets[split] = LocationDataset(rows, self.image_size, caches)
-        if self.normalization == "train":
-            self.mean, self.std = channel_stats(self.datasets["train"], seed=self.seed)
+        if self.settings.normalization == "train":
+            self.mean, self.std = channel_stats(self.datasets["train"], seed=self.settings.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         module = self.trainer.lightning_module if self.trainer is not None else None
@@ -184,16 +186,15 @@ class GeoDataModule(pl.LightningDataModule):
         # Workers pay off for JPEG decoding; reading memory-mapped or in-memory arrays is
         # faster in the main process than through worker shared memory (benchmarks/bench_loader.py).
         decoding = isinstance(dataset, LocationDataset) and dataset.caches is None
-        workers = self.num_workers if decoding else 0
+        workers = self.settings.num_workers if decoding else 0
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            # Seeded per epoch: the order is reproducible, also after a resume or a reload.
+            sampler=EpochShuffle(len(dataset), self.settings.seed + epoch) if shuffle else None,
             num_workers=workers,
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
-            # Seeded per epoch: the order is reproducible, also after a resume or a reload.
-            generator=torch.Generator().manual_seed(self.seed + epoch) if shuffle else None,
         )
 
     def train_dataloader(self) -> DataLoader:

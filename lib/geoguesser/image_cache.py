@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .atomic import atomic_path, write_text
 from .datasets import VIEWS, view_paths
+from .progress import progress as progress_of
 
 DECODER_VERSION = 1  # bump when decode_view changes, so old caches are rebuilt
 
@@ -106,11 +106,8 @@ def _build(
         # PIL releases the GIL while decoding, so threads use every core.
         with ThreadPoolExecutor(max_workers=workers or min(16, os.cpu_count() or 1)) as pool:
             jobs = pool.map(fill, range(len(uuids)))
-            for _ in tqdm(
-                jobs,
-                total=len(uuids),
-                desc=f"caching {dataset_dir.name} at {size}px",
-                disable=not progress,
+            for _ in progress_of(
+                jobs, len(uuids), f"caching {dataset_dir.name} at {size}px", enabled=progress
             ):
                 pass
         array.flush()

@@ -22,19 +22,17 @@ from torchmetrics import CatMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from . import __version__
-from .backbones import DEFAULT_BACKBONE, backbone_blocks, build_backbone, feature_size
+from .backbones import backbone_blocks, build_backbone, feature_size
 from .borders import bbox_diagonal_km, snap_inside
+from .config import TrainSettings
 from .data import IMAGENET_MEAN, IMAGENET_STD, augment
 from .errors import UserError
 from .geo import MinMaxScaler, haversine_km, to_latlon
 from .grid import CENTROID_KINDS, kept_cells
 from .metrics import summarize
-from .objectives import DECODINGS, OBJECTIVES, decode_classes, haversine_soft_targets
+from .objectives import DECODINGS, decode_classes, haversine_soft_targets
 
-FUSIONS = ("concat", "mean")
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULERS = ("plateau", "onecycle", "cosine", "none")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: one `settings` mapping (config.TrainSettings) in the hyper-parameters
 
 
 class MultiViewNet(nn.Module):
@@ -125,65 +123,34 @@ def geography_of(cells, scaler: MinMaxScaler, border=None) -> dict:
     }
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
-
-
 class GeoLocator(pl.LightningModule):
-    """Classification over grid cells or regression of projected x/y, with distance metrics."""
+    """Classification over grid cells or regression of projected x/y, with distance metrics.
+
+    `settings` are the run's training settings (config.TrainSettings, or its plain dict from a
+    checkpoint); every default lives in that schema, none here.
+    """
 
     def __init__(
         self,
         geography: dict,
-        objective: str = "classification",
-        backbone: str = DEFAULT_BACKBONE,
-        weights: str | None = None,
-        fusion: str = "concat",
-        image_size: int = 224,
+        settings: TrainSettings | dict,
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
-        head_dropout: float = 0.0,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        backbone_lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        scheduler: str = "plateau",
-        plateau_patience: int = 2,
-        plateau_factor: float = 0.1,
-        freeze_epochs: int = 1,
-        unfreeze_blocks: int | None = None,
-        tau_km: float | None = None,
-        decode: str = "mean",
-        centroid_kind: str = "weighted",
-        snap_to_land: bool = False,
-        augment: bool = True,
-        feature_cache: bool = True,
-        channels_last: bool = False,
-        compile: bool = False,
     ):
+        if isinstance(settings, TrainSettings):
+            settings = settings.model_dump(mode="json")
         super().__init__()
         self.save_hyperparameters()
-        for name, value, choices in [
-            ("objective", objective, OBJECTIVES),
-            ("fusion", fusion, FUSIONS),
-            ("optimizer", optimizer, OPTIMIZERS),
-            ("scheduler", scheduler, SCHEDULERS),
-            ("decode", decode, DECODINGS),
-            ("centroid kind", centroid_kind, CENTROID_KINDS),
-        ]:
-            _check_choice(name, value, choices)
-        if tau_km is not None and tau_km <= 0:
-            raise UserError(f"tau_km must be positive, got {tau_km}")
-        module = build_backbone(backbone, weights)
-        dim = feature_size(module, image_size, backbone)
+        self.settings = s = TrainSettings.model_validate(settings)
+        module = build_backbone(s.backbone, s.weights)
+        dim = feature_size(module, s.image_size, s.backbone)
         cells = geography["cells"]
-        n_outputs = len(cells["label"]) if objective == "classification" else 2
-        self.net = MultiViewNet(module, dim, n_outputs, fusion, mean, std, head_dropout)
-        if channels_last:
+        n_outputs = len(cells["label"]) if s.objective == "classification" else 2
+        self.net = MultiViewNet(module, dim, n_outputs, s.fusion, mean, std, s.head_dropout)
+        if s.channels_last:
             self.net.channels_last = True
             self.net.backbone.to(memory_format=torch.channels_last)
-        self._embed = torch.compile(self.net.embed) if compile else self.net.embed
+        self._embed = torch.compile(self.net.embed) if s.compile else self.net.embed
         for kind in CENTROID_KINDS:
             xy = torch.tensor(
                 np.column_stack([cells[f"{kind}_x"], cells[f"{kind}_y"]]), dtype=torch.float64
@@ -200,15 +167,15 @@ class GeoLocator(pl.LightningModule):
         )
         self.diagonal_km = float(geography["diagonal_km"])
         self.fixed_blocks: list[nn.Module] = []
-        if unfreeze_blocks is not None:
+        if s.unfreeze_blocks is not None:
             blocks = backbone_blocks(module)
-            self.fixed_blocks = blocks[: max(0, len(blocks) - unfreeze_blocks)]
+            self.fixed_blocks = blocks[: max(0, len(blocks) - s.unfreeze_blocks)]
             for block in self.fixed_blocks:
                 block.requires_grad_(False)
-        self.frozen = freeze_epochs > 0
+        self.frozen = s.freeze_epochs > 0
         self.feature_store = FeatureStore()
         self.errors = nn.ModuleDict({split: CatMetric() for split in ("val", "test")})
-        if objective == "classification":
+        if s.objective == "classification":
             self.class_acc = nn.ModuleDict(
                 {
                     s: MulticlassAccuracy(num_classes=n_outputs, average="micro")
@@ -225,7 +192,7 @@ class GeoLocator(pl.LightningModule):
         most likely label and its probability, for comparing decodings after training;
         validation needs only the configured one.
         """
-        hp = self.hparams
+        hp = self.settings
         result: dict[str, np.ndarray] = {}
         if hp.objective == "regression":
             x, y = self.scaler.inverse(outputs[:, 0].double(), outputs[:, 1].double())
@@ -259,7 +226,7 @@ class GeoLocator(pl.LightningModule):
     # --- training -------------------------------------------------------------------------
 
     def serves_cached_features(self, split: str) -> bool:
-        hp = self.hparams
+        hp = self.settings
         return (
             hp.feature_cache
             and self.current_epoch < hp.freeze_epochs
@@ -270,8 +237,8 @@ class GeoLocator(pl.LightningModule):
         if "features" in batch:
             return self.net.fuse_and_head(batch["features"])
         images = batch["images"].float() / 255.0
-        use_store = self.frozen and self.hparams.feature_cache
-        if split == "train" and self.hparams.augment and not use_store:
+        use_store = self.frozen and self.settings.feature_cache
+        if split == "train" and self.settings.augment and not use_store:
             images = augment(images)
         images = self.net.normalize(images)
         with torch.no_grad() if self.frozen else nullcontext():
@@ -282,7 +249,7 @@ class GeoLocator(pl.LightningModule):
         return self.net.fuse_and_head(features)
 
     def _loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
-        hp = self.hparams
+        hp = self.settings
         if hp.objective == "regression":
             return F.mse_loss(outputs.float(), batch["target_xy"].float())
         if hp.tau_km is None:
@@ -294,14 +261,15 @@ class GeoLocator(pl.LightningModule):
         return F.cross_entropy(outputs.float(), targets.float())
 
     def on_train_epoch_start(self) -> None:
-        self.frozen = self.current_epoch < self.hparams.freeze_epochs
+        self.frozen = self.current_epoch < self.settings.freeze_epochs
         if not self.frozen:
             self.feature_store.clear()
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        # Lightning puts the whole module in train mode; frozen parts keep BatchNorm statistics.
-        if self.frozen:
-            self.net.backbone.eval()
+        # Frozen parts keep their BatchNorm statistics; once unfrozen the backbone trains again.
+        # The mode is set on every batch because Lightning restores each module's mode after
+        # validation, and a resumed fit starts from train mode whatever the epoch.
+        self.net.backbone.train(not self.frozen)
         for block in self.fixed_blocks:
             block.eval()
 
@@ -326,7 +294,7 @@ class GeoLocator(pl.LightningModule):
         true = batch["latlon"].cpu().numpy()
         errors = haversine_km(true[:, 0], true[:, 1], decoded["lat"], decoded["lon"])
         self.errors[split].update(torch.as_tensor(errors, dtype=torch.float32, device=self.device))
-        if self.hparams.objective == "classification":
+        if self.settings.objective == "classification":
             self.class_acc[split].update(outputs.argmax(dim=1), batch["label"])
 
     def _log_distances(self, split: str) -> None:
@@ -337,7 +305,7 @@ class GeoLocator(pl.LightningModule):
         )
         summary.pop("n", None)
         logged = {f"{split}/{key}": float(value) for key, value in summary.items()}
-        if self.hparams.objective == "classification":
+        if self.settings.objective == "classification":
             logged[f"{split}/acc_class"] = float(self.class_acc[split].compute())
             self.class_acc[split].reset()
         headline = {k: v for k, v in logged.items() if k == f"{split}/mean_km"}
@@ -357,7 +325,7 @@ class GeoLocator(pl.LightningModule):
         self._log_distances("test")
 
     def configure_optimizers(self):
-        hp = self.hparams
+        hp = self.settings
         head = [p for name, p in self.named_parameters() if not name.startswith("net.backbone.")]
         backbone = [p for p in self.net.backbone.parameters() if p.requires_grad]
         groups = [{"params": head, "lr": hp.lr}]
@@ -390,6 +358,27 @@ class GeoLocator(pl.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def on_train_epoch_end(self) -> None:
+        """Step the per-epoch schedulers here, before the epoch's checkpoint is written.
+
+        Lightning steps them only after its checkpoint callback has saved the epoch, so a fit
+        resumed from that checkpoint would miss one step and follow another schedule than an
+        uninterrupted fit.
+        """
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != "epoch":
+                continue
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler.step(self.trainer.callback_metrics[config.monitor])
+            else:
+                config.scheduler.step()
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's own call: per-step schedulers only (see on_train_epoch_end)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.scheduler is scheduler and config.interval == "step":
+                scheduler.step()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geoguesser"] = {"format": CHECKPOINT_FORMAT, "version": __version__}
 
@@ -412,9 +401,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"{path}: not a geoguesser checkpoint")
     if marker.get("format") != CHECKPOINT_FORMAT:
         raise UserError(
-            f"{path}: checkpoint format {marker.get('format')} is not {CHECKPOINT_FORMAT}"
+            f"{path}: made by geoguesser {marker.get('version')} in checkpoint format "
+            f"{marker.get('format')}; this version reads format {CHECKPOINT_FORMAT}: "
+            "predict with the version that trained it, or retrain"
         )
-    hparams = {**checkpoint["hyper_parameters"], "weights": None, "compile": False}
-    model = GeoLocator(**hparams)
+    hparams = checkpoint["hyper_parameters"]
+    # The trained weights are in the state dict; the pretrained file need not exist here.
+    settings = {**hparams["settings"], "weights": None, "compile": False}
+    model = GeoLocator(hparams["geography"], settings, hparams["mean"], hparams["std"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

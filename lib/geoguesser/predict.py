@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .atomic import write_csv
 from .data import LocationDataset
@@ -16,6 +15,7 @@ from .datasets import validate
 from .errors import UserError
 from .geo import haversine_km
 from .model import GeoLocator, load_checkpoint
+from .progress import progress as progress_of
 
 
 def default_device() -> torch.device:
@@ -39,10 +39,10 @@ def predict_table(
     When the table has true coordinates (and a split), they come along with `error_km`.
     """
     model = model.to(device or default_device()).eval()
-    dataset = LocationDataset(table.reset_index(drop=True), model.hparams.image_size)
+    dataset = LocationDataset(table.reset_index(drop=True), model.settings.image_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     parts: dict[str, list[np.ndarray]] = {}
-    for batch in tqdm(loader, desc="predicting", disable=not progress):
+    for batch in progress_of(loader, desc="predicting", enabled=progress):
         for key, values in model.locate(batch["images"]).items():
             parts.setdefault(key, []).append(values)
     decoded = {key: np.concatenate(values) for key, values in parts.items()}

@@ -1,88 +1,41 @@
-"""Training: the Trainer, its callbacks and the frozen-then-unfrozen fine-tuning schedule.
+"""Training: the Trainer, its callbacks, and resuming only what can honestly be resumed.
 
-`train(config, table, cells, scaler, run_dir)` is a plain function: it seeds everything,
-builds the data module and the model, fits (resuming from `checkpoints/last.ckpt` when an
-earlier fit was interrupted), tests the best checkpoint and returns the numbers.
+`train(settings, table, cells, scaler, run_dir)` is a plain function: it seeds everything,
+builds the data module and the model, fits (continuing `checkpoints/last.ckpt` when it
+belongs to an unfinished fit of the same settings and data), tests the best checkpoint and
+returns the numbers. A fit killed at any moment and resumed ends where an uninterrupted one
+does: checkpoints are written atomically, each batch draws its random numbers from
+(seed, epoch, batch), the shuffle from (seed, epoch) (data.EpochShuffle), and per-epoch
+schedulers step before the epoch's checkpoint is written (model.GeoLocator).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import hashlib
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import seed_everything
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from .backbones import DEFAULT_BACKBONE
+from .atomic import atomic_path
+from .config import TrainSettings
 from .data import GeoDataModule
 from .datasets import check_views
 from .errors import UserError
 from .model import GeoLocator, geography_of
+from .progress import headless
 
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; defaults follow the original team's setting."""
-
-    objective: str = "classification"
-    backbone: str = DEFAULT_BACKBONE
-    weights: str | None = None  # None, "imagenet", or a local state-dict file
-    fusion: str = "concat"
-    image_size: int = 224
-    normalization: str = "imagenet"  # or "train": channel statistics of the training split
-    batch_size: int = 32
-    num_workers: int = 4
-    dataset_frac: float = 1.0
-    augment: bool = True
-    image_cache_dir: str | None = None
-    feature_cache: bool = True
-    head_dropout: float = 0.0
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    backbone_lr: float = 1e-4
-    weight_decay: float = 0.0
-    scheduler: str = "plateau"
-    plateau_patience: int = 2
-    plateau_factor: float = 0.1
-    freeze_epochs: int = 1
-    unfreeze_blocks: int | None = None  # None: the whole backbone
-    max_epochs: int = 10
-    tau_km: float | None = None
-    decode: str = "mean"
-    centroid_kind: str = "weighted"
-    snap_to_land: bool = False
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    strategy: str = "auto"
-    precision: str = "32-true"
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    resume: bool = True
-    progress_bar: bool = True
-    log_every_n_steps: int = 10
-    limit_train_batches: float | int | None = None
-    limit_val_batches: float | int | None = None
-    extra: dict = field(default_factory=dict)  # passed to pl.Trainer as is
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**values)
-
-
-MODEL_SETTINGS = [
-    "objective", "backbone", "weights", "fusion", "image_size", "head_dropout", "optimizer",
-    "lr", "backbone_lr", "weight_decay", "scheduler", "plateau_patience", "plateau_factor",
-    "freeze_epochs", "unfreeze_blocks", "tau_km", "decode", "centroid_kind", "snap_to_land",
-    "augment", "feature_cache", "channels_last", "compile",
-]  # fmt: skip
+FINGERPRINT_KEY = "geoguesser_fit"
+TABLE_COLUMNS = ["uuid", "split", "label", "latitude", "longitude", "x_norm", "y_norm"]
 
 
 @dataclass
@@ -95,14 +48,109 @@ class TrainResult:
     epochs: int
 
 
-def build_model(config: TrainConfig, geography: dict, mean, std) -> GeoLocator:
-    settings = {name: getattr(config, name) for name in MODEL_SETTINGS}
-    return GeoLocator(geography, mean=list(mean), std=list(std), **settings)
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their name and renamed: a killed save leaves no half file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
-def make_trainer(config: TrainConfig, run_dir: Path, callbacks: list[Callback]) -> pl.Trainer:
-    strategy = config.strategy
-    if strategy == "ddp" and config.freeze_epochs > 0:
+class BatchSeed(Callback):
+    """Reseed before every training batch from (seed, epoch, batch).
+
+    Augmentation and dropout then draw the same numbers in a resumed fit as in the original,
+    whatever else consumed random numbers before (Lightning makes an extra data-loader
+    iterator when it resumes, and each iterator draws from the global generator).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        entropy = [self.seed, trainer.current_epoch, batch_idx]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        seed_everything(seed, workers=True, verbose=False)
+
+
+class FitFingerprint(Callback):
+    """Stamps each checkpoint with what the fit computes from, so resume can check it."""
+
+    def __init__(self, fingerprint: str):
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[FINGERPRINT_KEY] = {"fingerprint": self.fingerprint}
+
+
+class EpochLines(Callback):
+    """One plain line per epoch (loss, validation error, learning rate, time), for terminals
+    and notebooks alike; it is what a long headless run shows."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        self.loss_sum, self.count = 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        n = len(batch["label"])
+        self.loss_sum += float(loss) * n
+        self.count += n
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.global_rank != 0:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        if self.count:
+            parts.append(f"train loss {self.loss_sum / self.count:.4f}")
+        if "val/mean_km" in metrics:
+            parts.append(
+                f"val mean {float(metrics['val/mean_km']):.1f} km"
+                f" median {float(metrics['val/median_km']):.1f} km"
+            )
+        if self.lr is not None:
+            parts.append(f"lr {self.lr:.2e}")
+        parts.append(f"{time.perf_counter() - self.started:.1f} s")
+        print("  ".join(parts), flush=True)
+
+
+def fit_fingerprint(settings: TrainSettings, table: pd.DataFrame, geography: dict) -> str:
+    """A hash of everything a fit's result depends on: settings, locations, labels, cells."""
+    rows = pd.util.hash_pandas_object(table[TABLE_COLUMNS], index=False).to_numpy()
+    payload = json.dumps(
+        {"settings": settings.shaping(), "cells": geography["cells"]}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(payload + rows.tobytes()).hexdigest()
+
+
+def resumable(last: Path, fingerprint: str, max_epochs: int) -> tuple[bool, str]:
+    """Whether `last` continues this fit, and the line that says what happens."""
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # truncated, zip or unpickling errors: the file cannot be trusted
+        raise UserError(
+            f"{last}: damaged checkpoint, not resumable; delete it to start the fit afresh"
+        ) from None
+    stamp = checkpoint.get(FINGERPRINT_KEY, {}) if isinstance(checkpoint, dict) else {}
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1 if isinstance(checkpoint, dict) else 0
+    if stamp.get("fingerprint") != fingerprint:
+        return False, f"starting the fit afresh: {last.name} was made with other settings or data"
+    if epochs_done >= max_epochs:
+        return False, f"starting the fit afresh: {last.name} is of a finished fit"
+    return True, f"resuming the fit after epoch {epochs_done} from {last}"
+
+
+def clear_checkpoints(directory: Path) -> None:
+    """Remove the checkpoints of an earlier fit of this run (only the files it names itself)."""
+    for path in [directory / "last.ckpt", *directory.glob("best-epoch*.ckpt")]:
+        path.unlink(missing_ok=True)
+
+
+def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callback]) -> pl.Trainer:
+    strategy = settings.strategy
+    if strategy == "ddp" and settings.freeze_epochs > 0:
         # Frozen epochs leave the backbone without gradients; DDP must be told to expect that.
         strategy = "ddp_find_unused_parameters_true"
     checkpoint = ModelCheckpoint(
@@ -116,34 +164,42 @@ def make_trainer(config: TrainConfig, run_dir: Path, callbacks: list[Callback]) 
     limits = {
         key: value
         for key, value in (
-            ("limit_train_batches", config.limit_train_batches),
-            ("limit_val_batches", config.limit_val_batches),
+            ("limit_train_batches", settings.limit_train_batches),
+            ("limit_val_batches", settings.limit_val_batches),
         )
         if value is not None
     }
+    bar = settings.progress_bar and not headless()
     return pl.Trainer(
-        max_epochs=config.max_epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
+        max_epochs=settings.max_epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
         strategy=strategy,
-        precision=config.precision,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks],
+        precision=settings.precision,
+        callbacks=[
+            checkpoint,
+            LearningRateMonitor(logging_interval="epoch"),
+            BatchSeed(settings.seed),
+            EpochLines(),
+            *callbacks,
+        ],
+        plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
         default_root_dir=str(run_dir),
         # Reloading each epoch (workers restart each epoch anyway) lets the loaders switch
         # between images and cached features, and seeds the shuffle by epoch, so a resumed
         # run sees the same batches as an uninterrupted one.
         reload_dataloaders_every_n_epochs=1,
-        log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=config.progress_bar,
-        enable_model_summary=config.progress_bar,
+        log_every_n_steps=settings.log_every_n_steps,
+        enable_progress_bar=bar,
+        enable_model_summary=bar,
         **limits,
-        **config.extra,
+        **settings.extra,
     )
 
 
 def train(
-    config: TrainConfig,
+    settings: TrainSettings,
     table: pd.DataFrame,
     cells,
     scaler,
@@ -151,35 +207,35 @@ def train(
     border=None,
     callbacks: list[Callback] | None = None,
 ) -> TrainResult:
-    """Fit, resume if interrupted, test the best checkpoint; returns metrics and paths."""
+    """Fit, resume if honestly possible, test the best checkpoint; returns metrics and paths."""
     run_dir = Path(run_dir)
     problems = check_views(table)
     if problems:
         raise UserError("\n".join(map(str, problems)))
-    pl.seed_everything(config.seed, workers=True)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")  # TF32 on Ampere and newer; no effect on CPU
-    datamodule = GeoDataModule(
-        table,
-        image_size=config.image_size,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        normalization=config.normalization,
-        cache_dir=config.image_cache_dir,
-        dataset_frac=config.dataset_frac,
-        seed=config.seed,
-    )
+    datamodule = GeoDataModule(table, settings)
     datamodule.setup("fit")
     for split in ("train", "val"):
         if len(datamodule.datasets[split]) == 0:
             raise UserError(
                 f"the {split} split is empty: use more locations or other split fractions"
             )
-    model = build_model(
-        config, geography_of(cells, scaler, border), datamodule.mean, datamodule.std
-    )
-    trainer = make_trainer(config, run_dir, callbacks or [])
+    geography = geography_of(cells, scaler, border)
+    fingerprint = fit_fingerprint(settings, table, geography)
     last = run_dir / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if config.resume and last.exists() else None
+    resume_from = None
+    if last.exists():
+        resume, line = resumable(last, fingerprint, settings.max_epochs)
+        if resume and settings.resume:
+            resume_from = str(last)
+        else:
+            if resume:
+                line = "starting the fit afresh: train.resume is false"
+            clear_checkpoints(last.parent)
+        print(line, flush=True)
+    model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
+    trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last

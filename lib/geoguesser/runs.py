@@ -1,0 +1,228 @@
+"""Run folders: where they may be, what marks them as ours, and what they record.
+
+A run folder is `RUNS_ROOT/<name>`, with a name that is one plain folder name, so it can
+never resolve outside the runs root. The folder carries a marker file written when it was
+created; `--overwrite` replaces only a folder holding that marker, so no path a user types
+can make this program delete something it did not create. `config.yaml` holds the resolved
+settings of the latest invocation at its top level and a `history` of every invocation;
+`metrics.json` is written last by the last step, so a run is finished when it exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .atomic import write_text
+from .config import Settings, check_run_name, load_settings
+from .errors import UserError
+
+STEPS = ["01-eda", "02-grid", "03-crs-enrichment", "04-training", "05-error-maps"]
+MARKER = ".geoguesser-run"
+CONFIG_NAME = "config.yaml"
+FINISHED_NAME = "metrics.json"
+
+
+def find_checkout(start: str | Path) -> Path | None:
+    """The geoguesser checkout holding `start` (its folder or a parent with the notebooks)."""
+    start = Path(start).absolute()
+    for folder in [start, *start.parents]:
+        if all((folder / "notebooks" / f"{step}.ipynb").is_file() for step in STEPS):
+            return folder
+    return None
+
+
+def code_version(checkout: Path | None) -> dict:
+    """The package version, where the library was imported from, and the checkout's commit."""
+    import geoguesser
+
+    version = {
+        "geoguesser": __version__,
+        "python": sys.version.split()[0],
+        "library": str(Path(geoguesser.__file__).parent),
+        "checkout": str(checkout) if checkout else None,
+        "commit": None,
+    }
+    if checkout is None:
+        return version
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, check=True
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        version.update(commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return version
+
+
+def run_folder(runs_root: str | Path, name: str) -> Path:
+    """`runs_root/name`, refusing any name that is not a single plain folder name."""
+    try:
+        check_run_name(name)
+    except ValueError as exc:
+        raise UserError(f"run name {exc}") from None
+    root = Path(runs_root).absolute()
+    run_dir = root / name
+    if run_dir.is_symlink():
+        raise UserError(f"{run_dir}: is a symbolic link; a run folder must be a real folder")
+    return run_dir
+
+
+def is_run(folder: Path) -> bool:
+    return (folder / MARKER).is_file() and not folder.is_symlink()
+
+
+def completed_steps(run_dir: Path) -> list[str]:
+    try:
+        state = json.loads((run_dir / MARKER).read_text() or "{}")
+    except (OSError, ValueError):
+        return []
+    return [step for step in state.get("completed", []) if step in STEPS]
+
+
+def mark_completed(run_dir: Path, steps: list[str]) -> None:
+    write_text(run_dir / MARKER, json.dumps({"completed": steps}))
+
+
+def first_unfinished(run_dir: Path) -> str | None:
+    done = completed_steps(run_dir)
+    return next((step for step in STEPS if step not in done), None)
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / FINISHED_NAME).is_file()
+
+
+def step_index(start_from: str | None) -> int:
+    if start_from is None:
+        return 0
+    matches = [i for i, step in enumerate(STEPS) if step.startswith(start_from)]
+    if len(matches) != 1:
+        raise UserError(f"--from {start_from!r}: choose one of {', '.join(s[:2] for s in STEPS)}")
+    return matches[0]
+
+
+def prepare(run_dir: Path, first: int, overwrite: bool) -> None:
+    """Create, replace or reopen the run folder; call only once the settings passed their checks.
+
+    Starting at step 1 needs a new folder, or `overwrite` and a folder this program made;
+    starting later needs an existing run. Either way the run is unfinished from here on.
+    """
+    if first == 0 and run_dir.exists():
+        if not overwrite:
+            hint = first_unfinished(run_dir) if is_run(run_dir) else None
+            more = f", or continue it with --from {hint[:2]}" if hint else ""
+            raise UserError(f"{run_dir}: exists; pass --overwrite to replace it{more}")
+        if not is_run(run_dir):
+            raise UserError(
+                f"{run_dir}: not a geoguesser run folder (no {MARKER}); refusing to replace it"
+            )
+        shutil.rmtree(run_dir)
+    if first > 0:
+        if not is_run(run_dir):
+            raise UserError(f"{run_dir}: no run to continue from step {STEPS[first]}")
+        missing = [step for step in STEPS[:first] if step not in completed_steps(run_dir)]
+        if missing:
+            raise UserError(
+                f"{run_dir}: step {missing[0]} has not completed; continue with --from "
+                f"{missing[0][:2]}"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_completed(run_dir, STEPS[:first])
+    (run_dir / FINISHED_NAME).unlink(missing_ok=True)
+
+
+def recorded_settings(run_dir: Path) -> dict | None:
+    """The settings the run's latest invocation resolved (without the history)."""
+    try:
+        recorded = yaml.safe_load((run_dir / CONFIG_NAME).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    recorded.pop("history", None)
+    return recorded
+
+
+def record_invocation(
+    run_dir: Path,
+    settings: Settings,
+    steps: list[str],
+    config_file: str | Path | None,
+    overrides: list[str],
+    checkout: Path | None,
+) -> None:
+    """Write the resolved settings at the top of config.yaml and append this invocation."""
+    path = run_dir / CONFIG_NAME
+    history = []
+    if path.is_file():
+        try:
+            history = (yaml.safe_load(path.read_text()) or {}).get("history", []) or []
+        except yaml.YAMLError:
+            history = []
+    history.append(
+        {
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "steps": steps,
+            "config_file": str(Path(config_file).absolute()) if config_file else None,
+            "overrides": list(overrides),
+            "code_version": code_version(checkout),
+        }
+    )
+    document = {**settings.to_yaml_dict(), "history": history}
+    write_text(path, yaml.safe_dump(document, sort_keys=False))
+
+
+def open_step(
+    step: str, run_dir: str | Path, config: str | Path | None, overrides: list[str]
+) -> tuple[Settings, Path]:
+    """What a notebook's first cell calls: settings resolved through the schema, and its run.
+
+    Run interactively, the kernel starts in the notebook's folder: the notebook moves to its
+    checkout's root, so the relative paths of configs/*.yaml mean what they mean on the
+    command line there, and records itself in the run folder's history. Under
+    `geoguesser run` every path it receives is absolute and the run is already recorded.
+    """
+    import os
+
+    checkout = find_checkout(Path.cwd())
+    if checkout is not None:
+        os.chdir(checkout)
+    settings = load_settings(config, overrides)
+    run_dir = Path(run_dir).absolute()
+    if config is not None and Path(config).absolute() == run_dir / CONFIG_NAME:
+        return settings, run_dir
+    if run_dir.exists() and not is_run(run_dir):
+        raise UserError(f"{run_dir}: exists and is not a geoguesser run folder; choose another")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not is_run(run_dir):
+        mark_completed(run_dir, [])
+    record_invocation(run_dir, settings, [step], config, overrides, checkout)
+    return settings, run_dir
+
+
+def result_line(run_dir: Path) -> str:
+    """The finished run's headline: test mean and median km against the train-mean baseline."""
+    try:
+        test = json.loads((run_dir / FINISHED_NAME).read_text())["test"]
+        return (
+            f"result: test mean {test['mean_km']:.1f} km, median {test['median_km']:.1f} km"
+            f" (n={test['n']}); always answering the training mean: "
+            f"{test['baseline_mean_km']:.1f} km"
+        )
+    except (OSError, ValueError, KeyError):
+        return f"result: {run_dir / FINISHED_NAME} has no test metrics"
