@@ -109,11 +109,12 @@ def _sample_coords(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from .streetview import Settings, download, read_key
 
-    key = read_key(args.key_file)
     settings = Settings(
         base_url=args.base_url, radius_m=args.radius, concurrency=args.concurrency,
-        rate_per_s=args.rate, retries=args.retries,
+        rate_per_s=None if args.no_rate_limit else args.rate, retries=args.retries,
+        timeout_s=args.timeout,
     )  # fmt: skip
+    key = read_key(args.key_file)
     summary = download(args.coords, args.out, key, settings)
     print(
         f"{summary.downloaded} locations downloaded, {summary.no_panorama} points without a "
@@ -204,7 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--radius", type=int, default=50, help="panorama search radius in metres")
     fetch.add_argument("--concurrency", type=int, default=8)
     fetch.add_argument("--rate", type=float, default=20.0, help="requests per second at most")
-    fetch.add_argument("--retries", type=int, default=5)
+    fetch.add_argument(
+        "--no-rate-limit",
+        action="store_true",
+        help="no limit (--rate 0 is refused)",
+    )
+    fetch.add_argument("--retries", type=int, default=5, help="tries after the first (default 5)")
+    fetch.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)"
+    )
     fetch.set_defaults(run=_download)
     return parser
 
