@@ -17,8 +17,17 @@ def _validate(args: argparse.Namespace) -> int:
     from .borders import load_border
     from .datasets import validate
 
+    if args.max_image_px < 1:
+        raise UserError(f"--max-image-px {args.max_image_px}: must be at least 1")
     border = load_border(args.border, args.country)
-    report = validate(args.dirs, border=border, check_images=not args.skip_images)
+    report = validate(
+        args.dirs,
+        border=border,
+        check_images=not args.skip_images,
+        max_px=args.max_image_px,
+        deep=args.deep,
+        progress=args.deep and sys.stderr.isatty(),
+    )
     for problem in report.problems:
         print(problem, file=sys.stderr)
     for warning in report.warnings[: args.max_warnings]:
@@ -139,9 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoguesser", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from .datasets import MAX_IMAGE_PX
+
     validate = commands.add_parser("validate", help="check datasets in the competition layout")
     validate.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     validate.add_argument("--skip-images", action="store_true", help="do not open the JPEGs")
+    validate.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every image on every core (minutes), catching forged headers",
+    )
+    validate.add_argument(
+        "--max-image-px",
+        type=int,
+        default=MAX_IMAGE_PX,
+        metavar="PX",
+        help=f"largest image side accepted (default {MAX_IMAGE_PX}; Street View serves 640)",
+    )
     validate.add_argument("--max-warnings", type=int, default=20)
     _add_border_options(validate)
     validate.set_defaults(run=_validate)
