@@ -61,12 +61,15 @@ def tree_bytes(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str | None]:
     Paths with a part in `skip` (such as the downloader's private `.download`) are left out.
     """
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else None
+        str(p.relative_to(root)): _sha256(p) if p.is_file() else None
         for p in sorted(root.rglob("*"))
         if not set(p.relative_to(root).parts) & set(skip)
     }
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:  # not Path.read_bytes, which a test may make refuse
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
@@ -134,6 +134,8 @@ def check_image(source: Path | bytes, max_px: int = MAX_IMAGE_PX, deep: bool = F
             return _image_problem(handle, size, max_px, deep)
         except Image.DecompressionBombError:
             return "declares more pixels than PIL opens (a decompression bomb?)"
+        except UnidentifiedImageError:
+            return "unreadable (not an image file)"
         except Exception as exc:  # PIL's plugins raise many types on bad bytes: all are data
             text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             return f"unreadable ({text[:200]})"
