@@ -2,8 +2,8 @@
 
 It speaks the metadata endpoint's JSON (OK, ZERO_RESULTS, REQUEST_DENIED, OVER_QUERY_LIMIT)
 and serves small JPEGs for the image endpoint, and can be told to answer 429 or 500, to be
-slow, or to drop a connection in the middle of an image. It records every request so tests
-can count what was fetched.
+slow, to answer malformed metadata, or to drop a connection in the middle of an image. It
+records every request so tests can count what was fetched.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class FakeStreetView:
     def __init__(self):
         self.failures: list[int] = []  # HTTP statuses to answer to the next requests, in order
         self.metadata_status: str | None = None  # force REQUEST_DENIED or OVER_QUERY_LIMIT
+        self.metadata_body: bytes | None = None  # answer this instead (a malformed answer)
         self.delay_s = 0.0
         self.drop_images = 0  # how many image answers to cut off halfway
         self.always_429 = False
@@ -60,6 +61,8 @@ class FakeStreetView:
             )
         if self.metadata_status:
             return web.json_response({"status": self.metadata_status})
+        if self.metadata_body is not None:
+            return web.Response(body=self.metadata_body, content_type="application/json")
         lat, lon = map(float, request.query["location"].split(","))
         pano = panorama_at(lat, lon)
         if pano is None:

@@ -55,3 +55,30 @@ def test_validate_the_real_sample_layout_copy(tmp_path):
     root = make_dataset(tmp_path / "ds")
     assert (root / "data.csv").read_text().startswith(",uuid,latitude,longitude")
     assert run_cli("validate", root).returncode == 0
+
+
+def test_validate_deep_names_a_forged_header_that_the_fast_check_passes(dataset):
+    from test_datasets import declare_size, jpeg_bytes
+
+    (dataset / "images/loc-0002/180.jpg").write_bytes(declare_size(jpeg_bytes(64), 640, 640))
+    assert run_cli("validate", dataset).returncode == 0
+    result = run_cli("validate", dataset, "--deep")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "loc-0002/180.jpg: pixels do not match the header" in result.stderr
+
+
+def test_validate_max_image_px(dataset, capsys):
+    assert main(["validate", str(dataset), "--max-image-px", "8"]) == 2
+    assert "declares 16 x 16 pixels, over the limit of 8 px a side" in capsys.readouterr().err
+    assert main(["validate", str(dataset), "--max-image-px", "0"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "geoguesser validate: --max-image-px 0: must be at least 1"
+    )
+
+
+def test_validate_says_unlabelled_folders_are_for_predict_only(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    assert main(["validate", str(root)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith("unlabelled: 6 locations, usable for predict only"), out

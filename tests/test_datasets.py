@@ -1,11 +1,23 @@
+import io
 import shutil
+import struct
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import CROATIAN_POINTS, make_dataset, tree_snapshot, write_jpeg
 from geoguesser.borders import load_border
-from geoguesser.datasets import images_root, load_locations, validate, view_paths
+from geoguesser.datasets import (
+    check_image,
+    images_root,
+    load_locations,
+    parse_coordinates,
+    validate,
+    view_paths,
+)
 from geoguesser.errors import UserError
 
 
@@ -159,10 +171,20 @@ def test_unlabelled_layouts_are_read_for_prediction(tmp_path):
     )
 
 
-def test_training_requires_labels(tmp_path):
+def test_training_on_an_unlabelled_folder_is_refused_in_one_line(tmp_path):
     root = make_dataset(tmp_path / "ds", with_csv=False)
-    with pytest.raises(UserError, match="data.csv: missing"):
+    with pytest.raises(UserError) as error:
         load_locations([root], labelled=True)
+    assert (
+        str(error.value)
+        == f"{root}: unlabelled (no data.csv): usable for predict only, not for training"
+    )
+
+
+def test_unlabelled_folders_say_so_in_the_summary(tmp_path):
+    report = validate([make_dataset(tmp_path / "ds", with_csv=False)])
+    assert report.ok and "unlabelled: 6 locations, usable for predict only" in report.summary()
+    assert "unlabelled" not in validate([make_dataset(tmp_path / "lab")]).summary()
 
 
 def test_validation_never_writes_into_the_dataset(dataset):
@@ -172,3 +194,125 @@ def test_validation_never_writes_into_the_dataset(dataset):
     with pytest.raises(UserError):
         load_locations([dataset])
     assert tree_snapshot(dataset) == before
+
+
+def jpeg_bytes(size: int, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def declare_size(data: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with its frame header (SOF) claiming another size: a forged header."""
+    data, i = bytearray(data), 2
+    while data[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    data[i + 5 : i + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [12000, 30000])
+def test_declared_sizes_over_the_limit_are_problems_not_crashes(dataset, side):
+    (dataset / "images/loc-0001/0.jpg").write_bytes(declare_size(jpeg_bytes(64), side, side))
+    (dataset / "images/loc-0002/0.jpg").write_bytes(b"junk")
+    found = problems_of(dataset)
+    assert any(
+        f"loc-0001/0.jpg: declares {side} x {side} pixels, over the limit of 4096 px" in p
+        for p in found
+    ) or (side > 13000 and any("loc-0001/0.jpg: declares more pixels than PIL" in p for p in found))
+    assert any("loc-0002/0.jpg: unreadable" in p for p in found)  # the other problems survive
+
+
+def test_the_size_limit_is_configurable(dataset):
+    (dataset / "images/loc-0001/0.jpg").write_bytes(jpeg_bytes(640))
+    assert validate([dataset]).ok
+    found = [str(p) for p in validate([dataset], max_px=600).problems]
+    assert len(found) == 1 and "declares 640 x 640 pixels, over the limit of 600 px" in found[0]
+
+
+def test_deep_decoding_catches_a_header_that_promises_more_than_the_data(dataset):
+    (dataset / "images/loc-0003/90.jpg").write_bytes(declare_size(jpeg_bytes(64), 640, 640))
+    assert validate([dataset]).ok  # the header is plausible and the file ends properly
+    found = [str(p) for p in validate([dataset], deep=True).problems]
+    assert len(found) == 1 and "loc-0003/90.jpg: pixels do not match the header" in found[0]
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_deep_and_fast_agree_on_good_images(dataset, deep):
+    assert validate([dataset], border=load_border(), deep=deep).ok
+
+
+def test_data_csv_that_is_a_folder_is_a_problem(dataset):
+    (dataset / "data.csv").unlink()
+    (dataset / "data.csv").mkdir()
+    assert problems_of(dataset) == [f"{dataset / 'data.csv'}: is a folder, not a CSV file"]
+
+
+def test_unreadable_data_csv_is_a_problem(dataset, monkeypatch):
+    # Tests run as root, whom no file mode stops: the refusal comes from the file system here.
+    real = Path.read_bytes
+
+    def refuse(path):
+        if path.name == "data.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert problems_of(dataset) == [f"{dataset / 'data.csv'}: cannot be read (Permission denied)"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "uuid;latitude;longitude\n",
+            "missing column(s) uuid, latitude, longitude (separated by ';'?)",
+        ),
+        ("uuid,uuid,latitude,longitude\n", "column(s) uuid given more than once"),
+        ("", "not a readable CSV"),
+    ],
+)
+def test_csv_shapes_are_one_problem_each(dataset, text, expected):
+    (dataset / "data.csv").write_text(text)
+    found = problems_of(dataset)
+    assert found[0] == f"{dataset / 'data.csv'}: {expected}" or expected in found[0], found
+
+
+def test_csv_with_bom_and_crlf_reads_like_plain_csv(dataset):
+    text = (dataset / "data.csv").read_text()
+    (dataset / "data.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert validate([dataset], border=load_border()).ok
+
+
+def test_utf16_csv_is_named_as_not_utf8(dataset):
+    (dataset / "data.csv").write_bytes((dataset / "data.csv").read_text().encode("utf-16"))
+    assert problems_of(dataset) == [
+        f"{dataset / 'data.csv'}: not UTF-8 text (byte 0xff at offset 0)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "lat, lon, problem",
+    [
+        ("45.1", "15.2", None),
+        (" 45.1 ", "1e1", None),
+        ("nan", "15", "latitude 'nan' is not a number"),
+        ("1e400", "15", "latitude '1e400' is not a number"),
+        ("45", "-inf", "longitude '-inf' is not a number"),
+        ("4_5", "15", "latitude '4_5' is not a number"),
+        ("", "", "latitude is missing; longitude is missing"),
+        ("91", "15", "coordinates (91.0, 15.0) are out of range"),
+    ],
+)
+def test_one_coordinate_parser(lat, lon, problem):
+    assert parse_coordinates(lat, lon)[2] == problem
+
+
+def test_one_image_check_for_files_and_downloaded_bytes(tmp_path):
+    good, cut = jpeg_bytes(32), jpeg_bytes(32)[:-300]
+    (tmp_path / "good.jpg").write_bytes(good)
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    assert check_image(good) is None and check_image(tmp_path / "good.jpg") is None
+    assert check_image(cut) == check_image(tmp_path / "cut.jpg") is not None
+    assert check_image(tmp_path) == "not a regular file"

@@ -1,5 +1,7 @@
 """The Street View downloader against a local fake of the API (127.0.0.1 only)."""
 
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import pandas as pd
 import pytest
 from fake_streetview import KEY, FakeStreetView, panorama_at
 
-from conftest import tree_snapshot
+from conftest import tree_bytes, tree_snapshot
 from geoguesser.cli import main
 from geoguesser.datasets import validate
 from geoguesser.errors import UserError
@@ -205,3 +207,192 @@ def test_missing_key_and_bad_coordinates_are_one_line_each(tmp_path, monkeypatch
     assert main(["download", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
     assert not (tmp_path / "o").exists()
+
+
+# --- nothing lost: --out at an existing 60-location dataset, in every failure mode -----------
+
+# 60 distinct panoramas of the fake API's 0.05-degree lattice, and 20 more for the failing runs.
+SIXTY = [(45.0 + 0.05 * i, 15.0 + 0.05 * j) for i in range(10) for j in range(6)]
+MORE = [(44.0 + 0.05 * i, 16.0 + 0.05 * j) for i in range(4) for j in range(5)]
+
+
+def slow(server):
+    server.delay_s = 1.0  # a location takes five answers: none finishes before the signal
+
+
+FAILURES = {
+    "denied key": lambda s: setattr(s, "metadata_status", "REQUEST_DENIED"),
+    "quota (OVER_QUERY_LIMIT)": lambda s: setattr(s, "metadata_status", "OVER_QUERY_LIMIT"),
+    "quota (429)": lambda s: setattr(s, "always_429", True),
+    "server error (500)": lambda s: s.failures.extend([500] * 50),
+    "dead network": lambda s: s.stop(),
+    "silent server": lambda s: setattr(s, "delay_s", 2.0),
+    "malformed answer (not JSON)": lambda s: setattr(s, "metadata_body", b"<html>oops"),
+    "malformed answer (a list)": lambda s: setattr(s, "metadata_body", b"[1, 2]"),
+    "malformed answer (location)": lambda s: setattr(
+        s, "metadata_body", b'{"status": "OK", "pano_id": "p", "location": {"lat": "x"}}'
+    ),
+    "broken images": lambda s: setattr(s, "drop_images", 10**6),
+    "Ctrl-C": slow,
+    "SIGKILL": slow,
+}
+SIGNALS = {"Ctrl-C": signal.SIGINT, "SIGKILL": signal.SIGKILL}
+
+
+def points_csv(path, points):
+    pd.DataFrame(points, columns=["latitude", "longitude"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def own_sixty(tmp_path_factory):
+    """A 60-location dataset that the downloader made (from the fake API)."""
+    fake = FakeStreetView()
+    base_url = fake.start()
+    root = tmp_path_factory.mktemp("own")
+    settings = Settings(base_url=base_url, rate_per_s=None, backoff_s=0.01, progress=False)
+    summary = download(points_csv(root / "sixty.csv", SIXTY), root / "ds", KEY, settings)
+    fake.stop()
+    assert summary.total_locations == 60 and validate([root / "ds"]).ok
+    return root / "ds"
+
+
+def run_failing_download(server, out, tmp_path, mode) -> tuple[int, str]:
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(KEY)
+    more = points_csv(tmp_path / "more.csv", MORE)
+    args = ["download", str(more), "--out", str(out), "--key-file", str(key_file),
+            "--base-url", server.base_url, "--no-rate-limit", "--retries", "0",
+            "--timeout", "30" if mode in SIGNALS else "0.5"]  # fmt: skip
+    FAILURES[mode](server)
+    if mode not in SIGNALS:
+        return main(args), ""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geoguesser.cli", *args], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while process.poll() is None and server.metadata_requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    process.send_signal(SIGNALS[mode])
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err
+
+
+@pytest.mark.parametrize("mode", FAILURES)
+def test_a_failing_download_leaves_its_own_60_location_dataset_as_it_was(
+    server, own_sixty, tmp_path, mode, capsys
+):
+    out = tmp_path / "ds"
+    shutil.copytree(own_sixty, out)
+    before = tree_bytes(out, skip=(STATE_DIR,))
+    code, err = run_failing_download(server, out, tmp_path, mode)
+    err += capsys.readouterr().err
+    assert tree_bytes(out, skip=(STATE_DIR,)) == before
+    assert code == {"Ctrl-C": 130, "SIGKILL": -signal.SIGKILL}.get(mode, 2), err
+    assert "Traceback" not in err
+    if mode not in SIGNALS:
+        assert len([line for line in err.splitlines() if line.startswith("geoguesser")]) == 1
+    assert validate([out]).ok
+    if mode == "dead network":
+        server.start()  # for the fixture's stop
+
+
+@pytest.mark.parametrize("mode", [m for m in FAILURES if m not in SIGNALS])
+def test_another_60_location_dataset_is_refused_in_one_line_and_untouched(
+    server, tmp_path, mode, capsys
+):
+    from conftest import make_dataset
+
+    out = make_dataset(tmp_path / "theirs", points=SIXTY)
+    before = tree_bytes(out)
+    code, _ = run_failing_download(server, out, tmp_path, mode)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"geoguesser download: {out}: holds a dataset that the downloader")
+    assert tree_bytes(out) == before and server.metadata_requests == 0
+    if mode == "dead network":
+        server.start()
+
+
+@pytest.mark.parametrize(
+    "content, held",
+    [("images", "a dataset"), ("notes.txt", "files (notes.txt)")],
+)
+def test_any_folder_the_downloader_did_not_make_is_refused(server, coords, tmp_path, content, held):
+    out = tmp_path / "out"
+    out.mkdir()
+    if content == "images":
+        (out / content).mkdir()
+    else:
+        (out / content).write_text("mine")
+    before = tree_bytes(out)
+    with pytest.raises(UserError, match=f"{out}: holds {re.escape(held)} that the downloader"):
+        download(coords, out, KEY, fast(server))
+    assert tree_bytes(out) == before and server.metadata_requests == 0
+
+
+def test_an_empty_folder_is_adopted(server, coords, tmp_path):
+    (tmp_path / "out").mkdir()
+    assert download(coords, tmp_path / "out", KEY, fast(server)).stopped is None
+
+
+def test_its_own_data_csv_lists_only_what_it_holds(server, coords, tmp_path):
+    out = tmp_path / "out"
+    download(coords, out, KEY, fast(server))
+    gone = pd.read_csv(out / "data.csv").uuid.iloc[0]
+    shutil.rmtree(out / "images" / gone)  # a user removed a location
+    summary = download(coords, out, KEY, fast(server))
+    frame = pd.read_csv(out / "data.csv")
+    assert gone not in set(frame.uuid) and summary.total_locations == len(frame)
+    assert validate([out]).ok
+
+
+def test_an_unchanged_data_csv_is_not_rewritten(server, coords, tmp_path):
+    out = tmp_path / "out"
+    download(coords, out, KEY, fast(server))
+    before = (out / "data.csv").stat().st_mtime_ns
+    server.metadata_status = "REQUEST_DENIED"
+    assert download(coords, out, KEY, fast(server)).stopped is None  # nothing left to fetch
+    assert (out / "data.csv").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--concurrency", "0"], "--concurrency 0: must be at least 1"),
+        (["--retries", "-1"], "--retries -1: must be 0 or more"),
+        (["--rate", "0"], "--rate 0: must be a number of requests per second above 0"),
+        (["--rate", "nan"], "--rate nan: must be a number of requests per second above 0"),
+        (["--timeout", "0"], "--timeout 0: must be a number of seconds above 0"),
+        (["--radius", "0"], "--radius 0: must be at least 1 metre"),
+    ],
+)
+def test_arguments_are_checked_before_any_request(
+    server, coords, tmp_path, capsys, option, message
+):
+    out = tmp_path / "out"
+    args = ["download", str(coords), "--out", str(out), "--base-url", server.base_url]
+    assert main([*args, *option]) == 2
+    assert capsys.readouterr().err.strip() == f"geoguesser download: {message}" + (
+        " (or --no-rate-limit)" if option[0] == "--rate" else ""
+    )
+    assert not out.exists() and server.metadata_requests == 0
+
+
+def test_no_rate_limit_is_asked_for_explicitly(server, coords, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", KEY)
+    args = ["download", str(coords), "--out", str(tmp_path / "out"), "--base-url", server.base_url]
+    assert main([*args, "--no-rate-limit"]) == 0
+    assert validate([tmp_path / "out"]).ok
+
+
+def test_timeout_is_a_setting(server, coords, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", KEY)
+    server.delay_s = 3  # longer than the timeout; short, for the server's own shutdown
+    start = time.monotonic()
+    code = main(["download", str(coords), "--out", str(tmp_path / "out"), "--retries", "0",
+                 "--base-url", server.base_url, "--timeout", "0.3"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 10
+    assert "network down: no answer from 127.0.0.1" in err and "within 0.3 s" in err

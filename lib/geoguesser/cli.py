@@ -19,8 +19,17 @@ def _validate(args: argparse.Namespace) -> int:
     from .borders import load_border
     from .datasets import validate
 
+    if args.max_image_px < 1:
+        raise UserError(f"--max-image-px {args.max_image_px}: must be at least 1")
     border = load_border(args.border, args.country)
-    report = validate(args.dirs, border=border, check_images=not args.skip_images)
+    report = validate(
+        args.dirs,
+        border=border,
+        check_images=not args.skip_images,
+        max_px=args.max_image_px,
+        deep=args.deep,
+        progress=args.deep and sys.stderr.isatty(),
+    )
     for problem in report.problems:
         print(problem, file=sys.stderr)
     for warning in report.warnings[: args.max_warnings]:
@@ -162,11 +171,12 @@ def _sample_coords(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from .streetview import Settings, download, read_key
 
-    key = read_key(args.key_file)
     settings = Settings(
         base_url=args.base_url, radius_m=args.radius, concurrency=args.concurrency,
-        rate_per_s=args.rate, retries=args.retries,
+        rate_per_s=None if args.no_rate_limit else args.rate, retries=args.retries,
+        timeout_s=args.timeout,
     )  # fmt: skip
+    key = read_key(args.key_file)
     summary = download(args.coords, args.out, key, settings)
     print(
         f"{summary.downloaded} locations downloaded, {summary.no_panorama} points without a "
@@ -191,9 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoguesser", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from .datasets import MAX_IMAGE_PX
+
     validate = commands.add_parser("validate", help="check datasets in the competition layout")
     validate.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     validate.add_argument("--skip-images", action="store_true", help="do not open the JPEGs")
+    validate.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every image on every core (minutes), catching forged headers",
+    )
+    validate.add_argument(
+        "--max-image-px",
+        type=int,
+        default=MAX_IMAGE_PX,
+        metavar="PX",
+        help=f"largest image side accepted (default {MAX_IMAGE_PX}; Street View serves 640)",
+    )
     validate.add_argument("--max-warnings", type=int, default=20)
     _add_border_options(validate)
     validate.set_defaults(run=_validate)
@@ -284,7 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--radius", type=int, default=50, help="panorama search radius in metres")
     fetch.add_argument("--concurrency", type=int, default=8)
     fetch.add_argument("--rate", type=float, default=20.0, help="requests per second at most")
-    fetch.add_argument("--retries", type=int, default=5)
+    fetch.add_argument(
+        "--no-rate-limit",
+        action="store_true",
+        help="no limit (--rate 0 is refused)",
+    )
+    fetch.add_argument("--retries", type=int, default=5, help="tries after the first (default 5)")
+    fetch.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)"
+    )
     fetch.set_defaults(run=_download)
     return parser
 

@@ -394,8 +394,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling refusals, zip errors, truncated files
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise UserError(f"{path}: not a loadable checkpoint ({message[:200]})") from None
+        # Our words, never torch's: for some files its text suggests weights_only=False.
+        reason = (
+            "the file ends early"
+            if isinstance(exc, EOFError)
+            else "damaged, another format, or holding objects other than tensors and plain"
+            " data, which are refused unread"
+        )
+        raise UserError(f"{path}: not a loadable checkpoint ({reason})") from None
     marker = checkpoint.get("geoguesser") if isinstance(checkpoint, dict) else None
     if not isinstance(marker, dict):
         raise UserError(f"{path}: not a geoguesser checkpoint")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,42 @@ def predict_table(
     return out.rename(columns={"label": "pred_label", "prob": "pred_prob"})
 
 
+def check_output(out: str | Path, dataset_dirs: list[str | Path]) -> Path:
+    """Refuse an --out that cannot take the CSV, in one line, before any long work.
+
+    A folder, a path under a file or without write permission, and a path inside one of
+    the datasets (nothing writes into a dataset) are refused.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give the path of the CSV file to write")
+    for dataset_dir in dataset_dirs:
+        if out.resolve().is_relative_to(Path(dataset_dir).resolve()):
+            raise UserError(
+                f"{out}: is inside the dataset {dataset_dir}; nothing is written into a dataset"
+            )
+    parent = out.parent.resolve()
+    while not parent.exists():  # the folders atomic_path would create
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot be written ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot be written (no permission to write in {parent})")
+    return out
+
+
+def check_inputs(dataset_dirs: list[str | Path], out: str | Path) -> pd.DataFrame:
+    """The locations to predict, or a UserError naming every problem of the inputs and --out.
+
+    Every view must be there and readable: a broken file is named now, not mid-inference.
+    """
+    check_output(out, dataset_dirs)
+    report = validate(list(dataset_dirs))
+    if not report.ok:
+        raise UserError("\n".join(map(str, report.problems)))
+    return report.locations
+
+
 def predict_dirs(
     checkpoint: str | Path,
     dataset_dirs: list[str | Path],
@@ -72,13 +109,10 @@ def predict_dirs(
 ) -> pd.DataFrame:
     """Write the competition's CSV (uuid, latitude, longitude) for folders of locations.
 
-    The folders are validated first (a missing or broken view is named before any work).
+    The output path and the folders are checked first, then the checkpoint is loaded.
     """
+    table = check_inputs(dataset_dirs, out)
     model = load_checkpoint(checkpoint)
-    report = validate(list(dataset_dirs))
-    if not report.ok:
-        raise UserError("\n".join(map(str, report.problems)))
-    table = report.locations
     predictions = predict_table(
         model, table, batch_size=batch_size, device=device, progress=progress
     )
@@ -89,5 +123,8 @@ def predict_dirs(
             "longitude": predictions.pred_lon,
         }
     )
-    write_csv(result, out)
+    try:
+        write_csv(result, out)
+    except OSError as exc:  # the file system changed its mind since check_output
+        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
     return result

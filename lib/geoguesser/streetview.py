@@ -3,14 +3,21 @@
 For each point the Street View Static API's metadata endpoint finds the nearest panorama
 within a radius; each panorama is kept once (its uuid is derived from its id), and its
 four views (headings 0, 90, 180, 270; 640 x 640; field of view 90; pitch 0) are downloaded
-with bounded concurrency, a request-rate limit, and retries with backoff on 429, 5xx and
-broken connections. A location is labelled with the panorama's own coordinates.
+with bounded concurrency, a request-rate limit (aiolimiter), and retries with exponential
+backoff and jitter (tenacity) on 429, 5xx, timeouts and broken connections, decided by the
+exception's type and the HTTP status, never by its text. A location is labelled with the
+panorama's own coordinates.
+
+It writes only into a folder it created: `--out` on a folder holding anything else (another
+dataset above all) is refused before any request, because appending to someone's data.csv
+is writing into their dataset, and several dataset folders load together anyway.
 
 Nothing half-done looks done: the views of a location are written into a private partial
 folder and moved into `images/` only when all four are complete; an fsynced journal
-records every finished point; `data.csv` is rewritten (atomically) from the journal, so a
-row never exists without its four images. An interrupted download resumes where it
-stopped and never fetches a finished location again.
+records every finished point; `data.csv` is rebuilt (atomically, and only when it changes)
+from the journal's locations whose four views are in `images/`, so a row never exists
+without its images and a failed run leaves the dataset as it was. An interrupted download
+resumes where it stopped and never fetches a finished location again.
 
 The API key comes from an environment variable or a file. It is sent only as a request
 parameter and never printed, logged or written: error messages are built here, never
@@ -20,24 +27,29 @@ copied from exceptions (whose text may carry the request URL).
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import json
+import math
 import os
-import random
 import shutil
-import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import pandas as pd
-from PIL import Image
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 from tqdm.auto import tqdm
 
-from .atomic import write_csv
-from .datasets import CSV_NAME, VIEWS
+from .atomic import write_text
+from .datasets import CSV_NAME, VIEWS, check_image, parse_coordinates, read_csv_columns
 from .errors import UserError
 
 DEFAULT_BASE_URL = "https://maps.googleapis.com/maps/api"
@@ -61,16 +73,28 @@ class Stop(Exception):
     """A condition that ends the whole download (bad key, quota, network): message is key-free."""
 
 
-class _Retry(Exception):
-    """A transient failure worth another try."""
+class _Transient(Exception):
+    """A failure worth another try."""
+
+
+class _HTTPStatus(_Transient):
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class _BadImage(_Transient):
+    """An image answer that is not a complete image (a connection cut short, an error page)."""
 
 
 @dataclass
 class Settings:
+    """How to download; checked on creation, so a bad value stops before any request."""
+
     base_url: str = DEFAULT_BASE_URL
     radius_m: int = 50
     concurrency: int = 8
-    rate_per_s: float = 20.0
+    rate_per_s: float | None = 20.0  # None: no rate limit (asked for explicitly)
     retries: int = 5
     backoff_s: float = 1.0
     timeout_s: float = 30.0
@@ -78,6 +102,24 @@ class Settings:
     fov: int = 90
     pitch: int = 0
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.concurrency < 1:
+            problems.append(f"--concurrency {self.concurrency}: must be at least 1")
+        if self.retries < 0:
+            problems.append(f"--retries {self.retries}: must be 0 or more")
+        if self.rate_per_s is not None and not (0 < self.rate_per_s < math.inf):
+            problems.append(
+                f"--rate {self.rate_per_s:g}: must be a number of requests per second above 0"
+                " (or --no-rate-limit)"
+            )
+        if not (0 < self.timeout_s < math.inf):
+            problems.append(f"--timeout {self.timeout_s:g}: must be a number of seconds above 0")
+        if self.radius_m < 1:
+            problems.append(f"--radius {self.radius_m}: must be at least 1 metre")
+        if problems:
+            raise UserError("\n".join(problems))
 
 
 @dataclass
@@ -109,28 +151,46 @@ def read_key(key_file: str | Path | None = None) -> str:
 def read_points(path: str | Path) -> pd.DataFrame:
     """Points to visit (latitude, longitude; other columns ignored); one line per bad row."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: coordinates file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ("latitude", "longitude") if c not in raw.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-    problems = []
-    lat = pd.to_numeric(raw.latitude, errors="coerce")
-    lon = pd.to_numeric(raw.longitude, errors="coerce")
-    for i in range(len(raw)):
-        where = f"{path}:{i + 2}"
-        if not np.isfinite(lat.iat[i]) or not np.isfinite(lon.iat[i]):
-            pair = f"({raw.latitude.iat[i]!r}, {raw.longitude.iat[i]!r})"
-            problems.append(f"{where}: coordinates {pair} are not numbers")
-        elif abs(lat.iat[i]) > 90 or abs(lon.iat[i]) > 180:
-            problems.append(f"{where}: coordinates ({lat.iat[i]}, {lon.iat[i]}) are out of range")
+    raw, problem = read_csv_columns(path, ("latitude", "longitude"))
+    if problem:
+        raise UserError(
+            f"{path}: {problem}"
+            if problem != "not found"
+            else f"{path}: coordinates file not found"
+        )
+    lats, lons, problems = [], [], []
+    for i, (lat_text, lon_text) in enumerate(raw.itertuples(index=False)):
+        lat, lon, problem = parse_coordinates(lat_text, lon_text)
+        if problem:
+            problems.append(f"{path}:{i + 2}: {problem}")
+        lats.append(lat)
+        lons.append(lon)
     if problems:
         raise UserError("\n".join(problems))
-    return pd.DataFrame({"latitude": lat.to_numpy(), "longitude": lon.to_numpy()})
+    return pd.DataFrame({"latitude": lats, "longitude": lons}, dtype=float)
+
+
+def claim_folder(out: Path) -> None:
+    """Make `out` the downloader's own folder, or refuse it when it holds anything else.
+
+    The downloader's folders carry its state folder (`.download/`); an empty or new folder
+    becomes one. Anything else, another dataset above all, is refused before any request.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; choose a new --out")
+    if out.is_dir() and not (out / STATE_DIR).is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        if names:
+            held = (
+                "a dataset"
+                if CSV_NAME in names or "images" in names
+                else f"files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+            )
+            raise UserError(
+                f"{out}: holds {held} that the downloader did not create, and it never writes"
+                " into another dataset; choose a new --out (several dataset folders load together)"
+            )
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
 
 
 class Journal:
@@ -140,12 +200,14 @@ class Journal:
         self.path = path
         self.entries: list[dict] = []
         if path.exists():
-            for line in path.read_text().splitlines():
+            lines = path.read_text().splitlines()
+            for line in lines:
                 try:
                     self.entries.append(json.loads(line))
                 except json.JSONDecodeError:
                     break  # only the last line can be torn
-            path.write_text("".join(json.dumps(e) + "\n" for e in self.entries))
+            if len(self.entries) < len(lines):  # drop the torn line, atomically: never lose all
+                write_text(path, "".join(json.dumps(e) + "\n" for e in self.entries))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(path, "a")  # noqa: SIM115 - kept open for the whole download
 
@@ -158,35 +220,19 @@ class Journal:
     def close(self) -> None:
         self.handle.close()
 
-    def locations(self) -> pd.DataFrame:
-        rows = [e for e in self.entries if e["status"] == "ok"]
+    def locations(self, images: Path) -> pd.DataFrame:
+        """The finished locations whose four views are in `images`: what data.csv may list."""
+        rows = [
+            e
+            for e in self.entries
+            if e["status"] == "ok"
+            and all((images / e["uuid"] / f"{h}.jpg").is_file() for h in VIEWS)
+        ]
         return pd.DataFrame(rows, columns=["status", *CSV_COLUMNS])[CSV_COLUMNS]
 
 
-class RateLimiter:
-    """Spaces request starts at least 1/rate seconds apart, across all workers."""
-
-    def __init__(self, rate_per_s: float):
-        self.interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
-        self.next_start = 0.0
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self.lock:
-            now = time.monotonic()
-            delay = self.next_start - now
-            self.next_start = max(now, self.next_start) + self.interval
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-def _is_complete_jpeg(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except Exception:  # any decoder complaint means a broken download
-        return False
-    return b"\xff\xd9" in data[-64:]
+def _point_key(lat: float, lon: float) -> str:
+    return f"{lat:.7f},{lon:.7f}"  # as sent to the API
 
 
 class Downloader:
@@ -198,7 +244,7 @@ class Downloader:
         self.state = out / STATE_DIR
         self.partial = self.state / "partial"
         self.images = out / "images"
-        self.limiter: RateLimiter | None = None
+        self.limiter: AsyncLimiter | contextlib.nullcontext | None = None
         self.claimed: set[str] = set()
         self.summary = Summary()
         self.new_since_csv = 0
@@ -207,50 +253,67 @@ class Downloader:
     # --- HTTP -------------------------------------------------------------------------------
 
     async def _get(self, session, endpoint: str, params: dict, what: str) -> bytes:
-        settings = self.settings
-        url = f"{settings.base_url.rstrip('/')}/{endpoint}"
-        last: Exception | None = None
-        for attempt in range(settings.retries + 1):
-            if attempt:
-                await asyncio.sleep(
-                    settings.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4)
-                )
-            await self.limiter.wait()
-            try:
-                async with session.get(url, params={**params, "key": self.key}) as response:
-                    if response.status == 429 or response.status >= 500:
-                        raise _Retry(f"HTTP {response.status}")
-                    if response.status == 403:
-                        raise Stop(
-                            f"the API refused a {what} request (HTTP 403): check the key and quota"
-                        )
-                    if response.status != 200:
-                        raise Stop(f"the API answered HTTP {response.status} to a {what} request")
-                    data = await response.read()
-                if what == "image" and not _is_complete_jpeg(data):
-                    raise _Retry("incomplete image")
-                return data
-            except (_Retry, asyncio.TimeoutError, self.aiohttp.ClientError) as exc:
-                last = exc
-        host = urlsplit(settings.base_url).netloc
-        if isinstance(last, _Retry) and "429" in str(last):
-            raise Stop(f"quota exhausted: {host} kept answering 429 Too Many Requests")
-        if isinstance(last, self.aiohttp.ClientConnectorError):
-            raise Stop(f"network down: cannot connect to {host}")
-        if isinstance(last, asyncio.TimeoutError):
-            raise Stop(f"network down: no answer from {host} within {settings.timeout_s:g} s")
-        reason = str(last) if isinstance(last, _Retry) else last.__class__.__name__
-        raise Stop(
-            f"{what} requests to {host} keep failing ({reason}) after {settings.retries} retries"
+        """One API answer, retried on transient failures; a Stop when they do not pass."""
+        settings, aiohttp = self.settings, self.aiohttp
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((_Transient, TimeoutError, aiohttp.ClientError)),
+            stop=stop_after_attempt(settings.retries + 1),
+            # Exponential backoff plus random jitter, so that workers do not retry in step.
+            wait=wait_exponential(multiplier=settings.backoff_s, max=60 * settings.backoff_s)
+            + wait_random(0, settings.backoff_s),
+            reraise=True,
         )
+        host = urlsplit(settings.base_url).netloc
+        after = f"after {settings.retries} retries"
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._get_once(session, endpoint, params, what)
+        except _HTTPStatus as exc:
+            if exc.status == 429:
+                raise Stop(
+                    f"quota exhausted: {host} kept answering 429 Too Many Requests"
+                ) from None
+            raise Stop(
+                f"{what} requests to {host} keep failing (HTTP {exc.status}) {after}"
+            ) from None
+        except _BadImage:
+            raise Stop(f"image requests to {host} keep answering broken images {after}") from None
+        except aiohttp.ClientConnectorError:
+            raise Stop(f"network down: cannot connect to {host}") from None
+        except TimeoutError:
+            raise Stop(
+                f"network down: no answer from {host} within {settings.timeout_s:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            name = exc.__class__.__name__  # never str(exc): it may carry the URL, and the key
+            raise Stop(f"{what} requests to {host} keep failing ({name}) {after}") from None
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    async def _get_once(self, session, endpoint: str, params: dict, what: str) -> bytes:
+        url = f"{self.settings.base_url.rstrip('/')}/{endpoint}"
+        # The limiter spaces request starts; its exit does nothing, so holding it costs nothing.
+        async with self.limiter, session.get(url, params={**params, "key": self.key}) as response:
+            if response.status == 429 or response.status >= 500:
+                raise _HTTPStatus(response.status)
+            if response.status == 403:
+                raise Stop(f"the API refused a {what} request (HTTP 403): check the key and quota")
+            if response.status != 200:
+                raise Stop(f"the API answered HTTP {response.status} to a {what} request")
+            data = await response.read()
+        if what == "image" and check_image(data, deep=True):
+            raise _BadImage()
+        return data
 
     async def _metadata(self, session, lat: float, lon: float) -> dict:
-        params = {"location": f"{lat:.7f},{lon:.7f}", "radius": str(self.settings.radius_m)}
+        params = {"location": _point_key(lat, lon), "radius": str(self.settings.radius_m)}
         data = await self._get(session, "streetview/metadata", params, "metadata")
         try:
             meta = json.loads(data)
         except ValueError:
             raise Stop("the metadata endpoint answered something that is not JSON") from None
+        if not isinstance(meta, dict):
+            raise Stop("the metadata endpoint answered JSON that is not an object")
         status = meta.get("status")
         if status == "REQUEST_DENIED":
             raise Stop("the API rejected the key (REQUEST_DENIED)")
@@ -265,12 +328,25 @@ class Downloader:
         status = meta.get("status")
         if status != "OK" or "pano_id" not in meta:
             self.summary.no_panorama += 1
-            self.journal.append({"status": "none", "point": index, "api_status": status})
+            self.journal.append({
+                "status": "none", "point": index, "api_status": status,
+                "sample_latitude": lat, "sample_longitude": lon,
+            })  # fmt: skip
             return
         pano_id = str(meta["pano_id"])
+        where = meta.get("location") or {}
+        pano_lat, pano_lon, problem = parse_coordinates(
+            str(where.get("lat", lat)) if isinstance(where, dict) else "",
+            str(where.get("lng", lon)) if isinstance(where, dict) else "",
+        )
+        if problem:
+            raise Stop(f"the metadata endpoint answered a malformed location ({problem})")
         if pano_id in self.claimed:  # checked and claimed with no await between: no race
             self.summary.duplicates += 1
-            self.journal.append({"status": "duplicate", "point": index, "pano_id": pano_id})
+            self.journal.append({
+                "status": "duplicate", "point": index, "pano_id": pano_id,
+                "sample_latitude": lat, "sample_longitude": lon,
+            })  # fmt: skip
             return
         self.claimed.add(pano_id)
         location_id = str(uuidlib.uuid5(PANORAMA_NAMESPACE, pano_id))
@@ -298,35 +374,48 @@ class Downloader:
                 shutil.rmtree(final)  # an incomplete leftover of an older layout
             folder.replace(final)
             self.summary.downloaded += 1
-        where = meta.get("location", {})
-        pano_lat, pano_lon = float(where.get("lat", lat)), float(where.get("lng", lon))
         self.journal.append({
             "status": "ok", "point": index, "pano_id": pano_id, "uuid": location_id,
             "latitude": pano_lat, "longitude": pano_lon, "sample_latitude": lat,
-            "sample_longitude": lon, "date": meta.get("date", ""),
+            "sample_longitude": lon, "date": str(meta.get("date", "")),
         })  # fmt: skip
         self.new_since_csv += 1
         if self.new_since_csv >= CSV_EVERY:
             self.write_csv()
 
     def write_csv(self) -> None:
-        write_csv(self.journal.locations(), self.out / CSV_NAME)
+        """Rebuild data.csv from what the folder holds; left untouched when nothing changed."""
+        text = self.journal.locations(self.images).to_csv(index=False)
+        path = self.out / CSV_NAME
+        if not path.is_file() or path.read_text() != text:
+            write_text(path, text)
         self.new_since_csv = 0
 
     # --- the whole run ----------------------------------------------------------------------
 
     async def run(self, points: pd.DataFrame) -> Summary:
         aiohttp = self.aiohttp
-        self.limiter = RateLimiter(self.settings.rate_per_s)
-        done = {e["point"] for e in self.journal.entries}
+        rate = self.settings.rate_per_s
+        # One request per 1/rate seconds (no burst): aiolimiter's bucket holds one request.
+        self.limiter = AsyncLimiter(1, 1 / rate) if rate else contextlib.nullcontext()
+        # Done means these coordinates were visited, whatever their line in whichever
+        # coordinates file: a second file into the same folder is not skipped by line number.
+        done = {
+            _point_key(e["sample_latitude"], e["sample_longitude"])
+            for e in self.journal.entries
+            if "sample_latitude" in e
+        }
         self.claimed = {e["pano_id"] for e in self.journal.entries if e["status"] == "ok"}
         queue: asyncio.Queue = asyncio.Queue()
         for index in range(len(points)):
-            if index not in done:
+            if _point_key(points.latitude.iat[index], points.longitude.iat[index]) not in done:
                 queue.put_nowait(index)
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         progress = tqdm(
-            total=len(points), initial=len(done), desc="points", disable=not self.settings.progress
+            total=len(points),
+            initial=len(points) - queue.qsize(),
+            desc="points",
+            disable=not self.settings.progress,
         )
         lat, lon = points.latitude.to_numpy(), points.longitude.to_numpy()
 
@@ -359,12 +448,12 @@ def download(
     """Download the views for every point of `coords_csv` into `out` (created or resumed).
 
     Returns the summary; `summary.stopped` says why it ended early (bad key, quota,
-    network), with everything finished so far kept and listed in data.csv.
+    network, a malformed answer), with everything finished so far kept and listed in data.csv.
     """
     settings = settings or Settings()
     points = read_points(coords_csv)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out)
     downloader = Downloader(out, key, settings)
     downloader.journal = Journal(out / STATE_DIR / "journal.jsonl")
     try:
@@ -372,7 +461,7 @@ def download(
     finally:
         downloader.write_csv()
         downloader.journal.close()
-    summary.total_locations = len(downloader.journal.locations())
+    summary.total_locations = len(downloader.journal.locations(downloader.images))
     if summary.stopped is None:
         shutil.rmtree(downloader.partial, ignore_errors=True)
     return summary

@@ -1,0 +1,212 @@
+"""The README's table of bad inputs, run: each row's case gets the exit status and message it lists.
+
+The table is read from README.md, so that it cannot drift from what the commands do: a row
+without a case here, a case without a row, or a row whose message changed all fail.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from itertools import dropwhile, takewhile
+from pathlib import Path
+
+import pytest
+from fake_streetview import KEY, FakeStreetView
+from test_datasets import declare_size, jpeg_bytes
+
+from conftest import REPO, make_dataset, tree_bytes
+from geoguesser.cli import main
+
+SECTION = "## Bad input: what each command does with it"
+
+
+def readme_rows() -> dict[str, tuple[int, str]]:
+    """{case: (exit status, message)} from the README's table."""
+    lines = (REPO / "README.md").read_text().split(SECTION, 1)[1].splitlines()
+    table = takewhile(
+        lambda x: x.startswith("|"), dropwhile(lambda x: not x.startswith("|"), lines)
+    )
+    rows = {}
+    for line in list(table)[2:]:  # after the header and its rule
+        case, _command, status, message = (c.strip() for c in line.strip("|").split(" | "))
+        rows[case] = (int(status), message.strip("`"))
+    return rows
+
+
+def view(ds: Path) -> Path:
+    return ds / "images/loc-0001/90.jpg"
+
+
+def validate_after(change, *options: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        change(ds)
+        return ["validate", str(ds), *options]
+
+    return case
+
+
+def write_csv_text(text: str, encoding: str = "utf-8"):
+    return lambda ds: (ds / "data.csv").write_bytes(text.encode(encoding))
+
+
+def unreadable_csv(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+    # Tests run as root, whom no file mode stops: the file system's refusal is played here.
+    real = Path.read_bytes
+
+    def refuse(path):
+        if path == ds / "data.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    return ["validate", str(ds)]
+
+
+def csv_as_folder(ds: Path):
+    (ds / "data.csv").unlink()
+    (ds / "data.csv").mkdir()
+
+
+def bom_crlf(ds: Path):
+    text = (ds / "data.csv").read_text().replace("\n", "\r\n")
+    (ds / "data.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+
+
+def predict_out(make_out):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        return ["predict", "--checkpoint", str(tmp / "none.ckpt"), str(ds), "--out",
+                str(make_out(ds, tmp))]  # fmt: skip
+
+    return case
+
+
+def folder_out(ds: Path, tmp: Path) -> Path:
+    (tmp / "preds").mkdir()
+    return tmp / "preds"
+
+
+def out_under_a_file(ds: Path, tmp: Path) -> Path:
+    (tmp / "file").write_text("x")
+    return tmp / "file" / "preds.csv"
+
+
+def predict_checkpoint(content: bytes):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "bad.ckpt").write_bytes(content)
+        return ["predict", "--checkpoint", str(tmp / "bad.ckpt"), str(ds), "--out",
+                str(tmp / "p.csv")]  # fmt: skip
+
+    return case
+
+
+def download(*options, into_dataset: bool = False, setup=None):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "coords.csv").write_text("latitude,longitude\n45.30,15.90\n45.31,15.92\n")
+        (tmp / "key.txt").write_text(KEY)
+        if setup:
+            setup(server)
+        out = ds if into_dataset else tmp / "new"
+        return ["download", str(tmp / "coords.csv"), "--out", str(out), "--key-file",
+                str(tmp / "key.txt"), "--base-url", server.base_url, "--retries", "0",
+                *options]  # fmt: skip
+
+    return case
+
+
+def training_on(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+    (ds / "data.csv").unlink()
+    return ["sample-coords", "--fill-cells", "3", "--n", "5", "--dataset", str(ds),
+            "--out", str(tmp / "points.csv")]  # fmt: skip
+
+
+CASES = {
+    "a view declaring 30000 x 30000 pixels": validate_after(
+        lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 30000, 30000))
+    ),
+    "a view declaring 12000 x 12000 pixels around 64 px of data": validate_after(
+        lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 12000, 12000))
+    ),
+    "a view declaring 640 x 640 pixels around 64 px of data (fast check)": validate_after(
+        lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 640, 640))
+    ),
+    "a view declaring 640 x 640 pixels around 64 px of data, `--deep`": validate_after(
+        lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 640, 640)), "--deep"
+    ),
+    "a truncated JPEG": validate_after(
+        lambda ds: view(ds).write_bytes(view(ds).read_bytes()[:-20])
+    ),
+    "random bytes as a view": validate_after(lambda ds: view(ds).write_bytes(os.urandom(500))),
+    "a folder where a view should be": validate_after(
+        lambda ds: view(ds).unlink() or view(ds).mkdir()
+    ),
+    "`data.csv` is a folder": validate_after(csv_as_folder),
+    "`data.csv` cannot be read": unreadable_csv,
+    "`data.csv` in UTF-16": validate_after(
+        lambda ds: write_csv_text((ds / "data.csv").read_text(), "utf-16")(ds)
+    ),
+    "`data.csv` separated by semicolons": validate_after(
+        write_csv_text("uuid;latitude;longitude\nloc-0000;45.8;15.9\n")
+    ),
+    "`data.csv` naming a column twice": validate_after(
+        write_csv_text("uuid,uuid,latitude,longitude\n")
+    ),
+    "`data.csv` with NaN, inf or 1e400 as a coordinate": validate_after(
+        lambda ds: write_csv_text((ds / "data.csv").read_text().replace("45.815,", "nan,"))(ds)
+    ),
+    "`data.csv` with a BOM and CRLF line ends": validate_after(bom_crlf),
+    "uuid folders without `data.csv`": validate_after(lambda ds: (ds / "data.csv").unlink()),
+    "uuid folders without `data.csv`, for training": training_on,
+    "`--out` an existing folder": predict_out(folder_out),
+    "`--out` under a file": predict_out(out_under_a_file),
+    "`--out` inside the dataset": predict_out(lambda ds, tmp: ds / "preds.csv"),
+    "a checkpoint of random bytes": predict_checkpoint(os.urandom(4096)),
+    "a checkpoint holding code (a pickled function)": predict_checkpoint(
+        pickle.dumps({"x": print})
+    ),
+    "`--out` a dataset the downloader did not make": download(into_dataset=True),
+    "`--concurrency 0`": download("--concurrency", "0"),
+    "`--retries -1`": download("--retries", "-1"),
+    "`--rate 0`": download("--rate", "0"),
+    "`--timeout 0`": download("--timeout", "0"),
+    "a rejected key": download(setup=lambda s: setattr(s, "metadata_status", "REQUEST_DENIED")),
+    "an exhausted quota (429)": download(setup=lambda s: setattr(s, "always_429", True)),
+    "a dead network": download(setup=lambda s: s.stop()),
+    "a silent server, `--timeout 0.5`": download(
+        "--timeout", "0.5", setup=lambda s: setattr(s, "delay_s", 2.0)
+    ),
+    "a malformed answer": download(setup=lambda s: setattr(s, "metadata_body", b"<html>")),
+}
+
+
+def test_the_table_lists_exactly_the_cases_tested():
+    assert list(readme_rows()) == list(CASES)
+
+
+@pytest.fixture
+def server():
+    fake = FakeStreetView()
+    fake.base_url = fake.start()
+    yield fake
+    if fake.loop.is_running():
+        fake.stop()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_bad_input_gets_what_the_readme_says(case, tmp_path, server, capsys):
+    status, message = readme_rows()[case]
+    ds = make_dataset(tmp_path / "ds")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        argv = CASES[case](ds, tmp_path, server, monkeypatch)
+        before = tree_bytes(ds)
+        code = main(argv)
+        after = tree_bytes(ds)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert code == status, output
+    assert message in output, output
+    assert "Traceback" not in output and after == before
+    if status == 2:
+        said = [line for line in captured.err.splitlines() if message in line]
+        assert said and re.match(r"(geoguesser \S+: )?\S", said[0])
