@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -22,7 +23,7 @@ from conftest import CLONE_MARK, LUMEN_SAMPLE, REPO, geoguesser, set_args, tiny_
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
-from geoguesser.runs import MARKER, STEPS
+from geoguesser.runs import MARKER, STEPS, open_step
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +240,17 @@ def test_pipeline_on_the_real_sample(tmp_path, checkout):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 10 and metrics["test"]["mean_km"] > 0
     assert (run_dir / "maps" / "errors.html").read_text().count("L.polyline(") == 10
+
+
+def test_an_interactive_notebook_works_from_its_checkout_root(checkout, tiny_data, monkeypatch):
+    # JupyterLab starts the kernel in the notebook's folder; the parameters cell is edited.
+    monkeypatch.chdir(checkout / "notebooks")
+    overrides = [f"data.dataset_dirs=[{tiny_data[0]}]", "grid.cell_km=30"]
+    settings, run_dir = open_step("02-grid", "runs/dev", "configs/demo.yaml", overrides)
+    assert Path.cwd() == checkout and run_dir == checkout / "runs" / "dev"
+    assert settings.grid.cell_km == 30 and settings.train.backbone == "tinycnn"
+    settings, _ = open_step("02-grid", "runs/dev", "configs/demo.yaml", overrides[:1])
+    assert settings.grid.cell_km == 50  # the edit undone, the default back
+    history = yaml.safe_load((run_dir / "config.yaml").read_text())["history"]
+    assert [entry["overrides"] for entry in history] == [overrides, overrides[:1]]
+    assert (run_dir / MARKER).is_file()
