@@ -204,12 +204,15 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
     return {"seconds": time.perf_counter() - start, "start_mb": start_mb, **info}
 
 
-def measure(step: str, n: int, work: Path, image_size: int) -> dict:
-    """Run one step in a child process; add its peak resident memory from wait4."""
-    command = [sys.executable, __file__, "--child", step, "--sizes", str(n)]
-    command += ["--work", str(work), "--image-size", str(image_size)]
+def run_measured(command: list[str], cwd: Path | None = None) -> tuple[str, float]:
+    """Run a command; its standard output and its peak resident memory in MB (from wait4).
+
+    wait4 reports the largest resident set of the process and of the children it waited
+    for (a notebook kernel, say): the most any single process of it held. Its standard
+    error is shown only when it fails.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err)
+        process = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -217,10 +220,18 @@ def measure(step: str, n: int, work: Path, image_size: int) -> dict:
         text, log = out.read(), err.read()
     if process.returncode != 0:
         sys.stderr.write(log)
-        raise SystemExit(f"{step} at {n} locations failed (exit {process.returncode})")
+        raise SystemExit(f"{' '.join(command[:4])}... failed (exit {process.returncode})")
+    return text, usage.ru_maxrss / 1024  # kB on Linux
+
+
+def measure(step: str, n: int, work: Path, image_size: int) -> dict:
+    """Run one step in a child process; add its peak resident memory."""
+    command = [sys.executable, __file__, "--child", step, "--sizes", str(n)]
+    command += ["--work", str(work), "--image-size", str(image_size)]
+    text, peak_mb = run_measured(command)
     result = json.loads(text.strip().splitlines()[-1])
-    result["peak_mb"] = usage.ru_maxrss / 1024  # kB on Linux
-    result["added_mb"] = max(result["peak_mb"] - result["start_mb"], 0.1)
+    result["peak_mb"] = peak_mb
+    result["added_mb"] = max(peak_mb - result["start_mb"], 0.1)
     return result
 
 

@@ -64,6 +64,11 @@ def main() -> None:
         f"## Growth with the number of locations (`bench_growth.py`, {seconds / 60:.0f} min)\n\n"
         f"{growth}\n"
     )
+    sizing, seconds = run("bench_sizing.py", [])
+    sections.append(
+        f"## Sizing a LUMEN run (`bench_sizing.py`, {seconds / 60:.0f} min)\n\n"
+        f"```text\n{sizing}\n```\n"
+    )
     for script in PLAIN:
         output, seconds = run(script, [])
         sections.append(f"## `{script}` ({seconds:.0f} s)\n\n```text\n{output}\n```\n")
