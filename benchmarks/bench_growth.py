@@ -204,8 +204,8 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
     return {"seconds": time.perf_counter() - start, "start_mb": start_mb, **info}
 
 
-def run_measured(command: list[str], cwd: Path | None = None) -> tuple[str, float]:
-    """Run a command; its standard output and its peak resident memory in MB (from wait4).
+def run_measured(command: list[str], cwd: Path | None = None) -> tuple[str, float, float]:
+    """Run a command; its standard output, its peak resident memory in MB and its CPU seconds.
 
     wait4 reports the largest resident set of the process and of the children it waited
     for (a notebook kernel, say): the most any single process of it held. Its standard
@@ -221,14 +221,14 @@ def run_measured(command: list[str], cwd: Path | None = None) -> tuple[str, floa
     if process.returncode != 0:
         sys.stderr.write(log)
         raise SystemExit(f"{' '.join(command[:4])}... failed (exit {process.returncode})")
-    return text, usage.ru_maxrss / 1024  # kB on Linux
+    return text, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # kB on Linux
 
 
 def measure(step: str, n: int, work: Path, image_size: int) -> dict:
     """Run one step in a child process; add its peak resident memory."""
     command = [sys.executable, __file__, "--child", step, "--sizes", str(n)]
     command += ["--work", str(work), "--image-size", str(image_size)]
-    text, peak_mb = run_measured(command)
+    text, peak_mb, _ = run_measured(command)
     result = json.loads(text.strip().splitlines()[-1])
     result["peak_mb"] = peak_mb
     result["added_mb"] = max(peak_mb - result["start_mb"], 0.1)

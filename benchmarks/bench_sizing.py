@@ -97,10 +97,10 @@ def pipeline_steps(tmp: Path, n: int) -> list[str]:
     synth = [sys.executable, "-m", "geoguesser.cli", "synth", str(dataset)]
     synth += ["--locations", str(n), "--image-size", "32"]
     start = time.perf_counter()
-    _, peak_mb = run_measured(synth)
+    _, peak_mb, cpu = run_measured(synth)
     lines = [
-        f"geoguesser synth, {n:,} locations at 32 px: {time.perf_counter() - start:.0f} s, "
-        f"peak {peak_mb / 1024:.2f} GB"
+        f"geoguesser synth, {n:,} locations at 32 px: {time.perf_counter() - start:.0f} s "
+        f"({cpu:.0f} s of CPU), peak {peak_mb / 1024:.2f} GB"
     ]
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     config["name"] = f"sizing-{n}"
@@ -111,10 +111,10 @@ def pipeline_steps(tmp: Path, n: int) -> list[str]:
     for step in ["01-eda", "02-grid", "03-crs-enrichment", "04-training", "05-error-maps"]:
         command = [sys.executable, "-c", STEP_CHILD, json.dumps(config), str(run_dir), step]
         start = time.perf_counter()
-        _, peak_mb = run_measured(command)
+        _, peak_mb, cpu = run_measured(command)
         lines.append(
-            f"pipeline step {step}, {n:,} locations: {time.perf_counter() - start:.0f} s, "
-            f"peak {peak_mb / 1024:.2f} GB"
+            f"pipeline step {step}, {n:,} locations: {time.perf_counter() - start:.0f} s "
+            f"({cpu:.0f} s of CPU), peak {peak_mb / 1024:.2f} GB"
         )
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
