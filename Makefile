@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# Every CPU benchmark, growth from 1,000 to 64,000 locations included (about half an hour on
+# Every CPU benchmark, growth from 1,000 to 64,000 locations included (about 40 minutes on
 # two cores), into one table: benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -208,8 +208,10 @@ def run_measured(command: list[str], cwd: Path | None = None) -> tuple[str, floa
     """Run a command; its standard output, its peak resident memory in MB and its CPU seconds.
 
     wait4 reports the largest resident set of the process and of the children it waited
-    for (a notebook kernel, say): the most any single process of it held. Its standard
-    error is shown only when it fails.
+    for (a notebook kernel, say): the most any single process of it held. Linux also counts
+    the parent's resident set at the moment of the fork, so the caller must stay small
+    (import nothing heavy) for the figure to be the child's own. Its standard error is
+    shown only when it fails.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd)
