@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DATA := data/synthetic
 
-.PHONY: demo test lint format lab nbdime venv clean-venv
+.PHONY: demo test bench lint format lab nbdime venv clean-venv
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Every CPU benchmark, growth from 1,000 to 64,000 locations included (about 40 minutes on
+# two cores), into one table: benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,3 +76,32 @@ def test_refuses_to_overwrite_and_leaves_no_partial_folder(tmp_path):
         generate(target, locations=2, image_size=16, progress=False)
     assert list(target.iterdir()) == []
     assert [p.name for p in tmp_path.iterdir()] == ["exists"]
+
+
+def test_scenes_hold_memory_linear_in_the_number_of_locations():
+    """A scene must not keep alive arrays of the whole call: that made synth memory quadratic."""
+    geography = Geography(load_border(), load_coast())
+    lat, lon = geography.sample(800, np.random.default_rng(0))
+    geography.scenes(lat[:10], lon[:10])  # one-off caches (projections) before measuring
+
+    def held_bytes(n: int) -> int:
+        tracemalloc.start()
+        scenes = geography.scenes(lat[:n], lon[:n])
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert len(scenes) == n
+        return held
+
+    assert held_bytes(800) < 6 * held_bytes(200)  # linear is 4x; the quadratic way was 16x
+
+
+def test_scenes_do_not_depend_on_how_locations_are_chunked():
+    geography = Geography(load_border(), load_coast())
+    lat, lon = geography.sample(50, np.random.default_rng(1))
+    whole = geography.scenes(lat, lon)
+    chunked = list(geography.iter_scenes(lat, lon, chunk=7))
+    assert all(
+        np.array_equal(getattr(a, name), getattr(b, name))
+        for a, b in zip(whole, chunked, strict=True)
+        for name in ("ridge", "sea", "forest", "field", "karst", "urban", "coastal", "slavonia")
+    )

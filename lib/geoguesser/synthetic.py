@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid as uuidlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -81,6 +82,7 @@ CLUTTER_COLOURS = np.array(
     [[200, 30, 30], [30, 60, 160], [230, 230, 230], [30, 30, 30], [200, 180, 40], [120, 120, 130]],
     dtype=np.float32,
 )
+SCENE_CHUNK = 1024  # locations described per vectorized call: fast, and small beside the images
 
 
 @dataclass
@@ -173,7 +175,27 @@ class Geography:
         return lat, lon
 
     def scenes(self, lat, lon) -> list[Scene]:
-        """Describe every location, looking 2 km (ground) and 8 km (horizon) ahead per heading."""
+        """Describe every location (see `iter_scenes`), as a list."""
+        return list(self.iter_scenes(lat, lon))
+
+    def iter_scenes(self, lat, lon, chunk: int = SCENE_CHUNK) -> Iterator[Scene]:
+        """Describe the locations in order, `chunk` at a time.
+
+        Each chunk is vectorized; only one chunk's arrays are alive at once, so a caller that
+        consumes scenes as they come (as `generate` does) holds memory independent of the
+        number of locations. Every field is elementwise per location, so the chunk size does
+        not change a single value.
+        """
+        lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+        for start in range(0, len(lat), chunk):
+            yield from self._describe(lat[start : start + chunk], lon[start : start + chunk])
+
+    def _describe(self, lat, lon) -> list[Scene]:
+        """Scenes of a few locations, looking 2 km (ground) and 8 km (horizon) ahead per heading.
+
+        Every per-view field is computed once for all the locations given, then each Scene
+        takes a copy of its own row: a view into the shared arrays would keep them alive.
+        """
         x, y = to_projected(lat, lon, self.crs)
         here = np.stack([x, y], axis=1) / 1000.0
         n = len(here)
@@ -201,16 +223,22 @@ class Geography:
         ridge = np.clip(self.elevation(far) - 0.4 * self.elevation(here).repeat(4) + 0.1, 0, 1)
         coastal = np.exp(-dist / 25.0)
         shape = (n, 4)
+        ridge = ridge.reshape(shape)
+        forest_share = (forest / total * open_land).reshape(shape)
+        field_share = (field / total * open_land).reshape(shape)
+        karst_share = (karst / total * open_land).reshape(shape)
+        urban = np.clip(urban, 0, 1).reshape(shape)
+        slavonia = slavonia.reshape(shape)[:, 0]
         return [
             Scene(
-                ridge=ridge.reshape(shape)[i],
-                sea=sea[i],
-                forest=(forest / total * open_land).reshape(shape)[i],
-                field=(field / total * open_land).reshape(shape)[i],
-                karst=(karst / total * open_land).reshape(shape)[i],
-                urban=np.clip(urban, 0, 1).reshape(shape)[i],
+                ridge=ridge[i].copy(),
+                sea=sea[i].copy(),
+                forest=forest_share[i].copy(),
+                field=field_share[i].copy(),
+                karst=karst_share[i].copy(),
+                urban=urban[i].copy(),
                 coastal=float(coastal[i]),
-                slavonia=float(slavonia.reshape(shape)[i, 0]),
+                slavonia=float(slavonia[i]),
             )
             for i in range(n)
         ]
@@ -364,11 +392,14 @@ def generate(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        scenes = geography.scenes(lat, lon)
+        # Scenes stream in chunks and each location is written as it comes: memory beyond the
+        # location table does not grow with the number of locations.
+        scenes = geography.iter_scenes(lat, lon)
         comment = f"geoguesser SYNTHETIC data (seed {seed}); not a photograph".encode()
         for i, (location_id, scene) in enumerate(
             tqdm(
-                list(zip(ids, scenes, strict=True)),
+                zip(ids, scenes, strict=True),
+                total=locations,
                 desc="synthetic locations",
                 disable=not progress,
             )
