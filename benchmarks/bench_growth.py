@@ -106,6 +106,7 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
     import pandas as pd
 
     from geoguesser.borders import load_border, load_coast
+    from geoguesser.config import TrainSettings
 
     dataset = work / "ds"
     border = load_border()
@@ -163,10 +164,10 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         cache = ImageCache.open(work / "cache", dataset, uuids, image_size, progress=False)
         info["cache_mb"] = cache.array.nbytes / 2**20
     elif step == "train":
-        from geoguesser.train import TrainConfig, train
+        from geoguesser.train import train
 
         table, cells, scaler = inputs()
-        config = TrainConfig(
+        config = TrainSettings(
             backbone="tinycnn", image_size=image_size, batch_size=64, num_workers=0,
             max_epochs=1, freeze_epochs=0, image_cache_dir=str(work / "cache"),
             progress_bar=False, accelerator="cpu", devices=1, scheduler="none",
@@ -179,9 +180,8 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         from geoguesser.predict import predict_table
 
         table, cells, scaler = inputs()
-        model = GeoLocator(
-            geography_of(cells, scaler, border), backbone="tinycnn", image_size=image_size
-        )
+        settings = TrainSettings(backbone="tinycnn", image_size=image_size)
+        model = GeoLocator(geography_of(cells, scaler, border), settings)
         start_mb, start = resident_mb(), time.perf_counter()
         predictions = predict_table(model.eval(), table, device="cpu", progress=False)
         write_csv(predictions, work / "predictions.csv")

@@ -15,27 +15,37 @@ Usage: python benchmarks/bench_sizing.py [--locations 16000] [--skip-pipeline]
 from __future__ import annotations
 
 import argparse
-import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from bench_growth import run_measured
 
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
+SETUP_CHILD = """
+import sys
+from pathlib import Path
+from geoguesser.config import load_settings
+from geoguesser.runs import STEPS, prepare, record_invocation
+run_dir, repo, overrides = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+settings = load_settings(repo / "configs" / "demo.yaml", overrides)
+prepare(run_dir, 0, overwrite=False)
+record_invocation(run_dir, settings, STEPS, None, overrides, repo)
+print(" ".join(STEPS))
+"""
 STEP_CHILD = """
-import json, sys
+import sys
 from pathlib import Path
 import papermill
 from geoguesser import pipeline
-config, run_dir, step = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+run_dir, step, notebooks = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+parameters = {"run_dir": str(run_dir), "config": str(run_dir / "config.yaml"), "overrides": []}
 papermill.execute_notebook(
-    str(pipeline.NOTEBOOK_DIR / f"{step}.ipynb"), str(run_dir / f"{step}.ipynb"),
-    parameters=pipeline.step_parameters(config, run_dir)[step],
-    kernel_name=pipeline.ensure_kernel(), cwd=str(pipeline.REPO), progress_bar=False,
+    str(notebooks / f"{step}.ipynb"), str(run_dir / f"{step}.ipynb"), parameters=parameters,
+    kernel_name=pipeline.ensure_kernel(), cwd=str(notebooks), progress_bar=False,
 )
 """
 
@@ -102,14 +112,16 @@ def pipeline_steps(tmp: Path, n: int) -> list[str]:
         f"geoguesser synth, {n:,} locations at 32 px: {time.perf_counter() - start:.0f} s "
         f"({cpu:.0f} s of CPU), peak {peak_mb / 1024:.2f} GB"
     ]
-    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    config["name"] = f"sizing-{n}"
-    config["data"]["dataset_dirs"] = [str(dataset)]
-    config["train"].update(image_size=32, max_epochs=1, image_cache_dir=str(tmp / "cache"))
-    run_dir = tmp / "runs" / config["name"]
-    run_dir.mkdir(parents=True)
-    for step in ["01-eda", "02-grid", "03-crs-enrichment", "04-training", "05-error-maps"]:
-        command = [sys.executable, "-c", STEP_CHILD, json.dumps(config), str(run_dir), step]
+    # The run folder and its config.yaml as `geoguesser run` makes them, so that each step
+    # can run in a process of its own (one command, one peak memory figure); made in a
+    # child too, since this process must stay small (see the docstring).
+    run_dir = tmp / "runs" / f"sizing-{n}"
+    overrides = [f"name={run_dir.name}", f"data.dataset_dirs=[{dataset}]", "train.image_size=32"]
+    overrides += ["train.max_epochs=1", f"train.image_cache_dir={tmp / 'cache'}"]
+    setup = [sys.executable, "-c", SETUP_CHILD, str(run_dir), str(REPO), *overrides]
+    steps = subprocess.run(setup, check=True, capture_output=True, text=True).stdout.split()
+    for step in steps:
+        command = [sys.executable, "-c", STEP_CHILD, str(run_dir), step, str(REPO / "notebooks")]
         start = time.perf_counter()
         _, peak_mb, cpu = run_measured(command)
         lines.append(

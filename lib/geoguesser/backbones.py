@@ -8,12 +8,12 @@ state-dict file on machines that cannot download.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .config import backbone_problem
 from .errors import UserError
 
 
@@ -36,12 +36,6 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x)).flatten(1)
-
-
-def _torchvision_names() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
 
 
 def _strip_classifier(model: nn.Module) -> nn.Module:
@@ -88,25 +82,6 @@ def _pretrained_torchvision(model: nn.Module, name: str) -> None:
             f"on an offline machine download {weights.url} elsewhere and pass its path as weights"
         ) from None
     model.load_state_dict(state)
-
-
-def backbone_problem(name: str) -> str | None:
-    """Why `name` cannot be built here, or None: checked with the config, before any step runs."""
-    if name == "tinycnn":
-        return None
-    if name.startswith("timm/"):
-        if importlib.util.find_spec("timm") is None:
-            return f"backbone {name} needs timm: pip install timm"
-        import timm
-
-        model_name = name.removeprefix("timm/")
-        return None if model_name in timm.list_models() else f"unknown timm backbone {model_name!r}"
-    if name not in _torchvision_names():
-        return (
-            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
-            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
-        )
-    return None
 
 
 def build_backbone(name: str, weights: str | Path | None = None) -> nn.Module:

@@ -14,6 +14,7 @@ are stored absolute, so a run's `config.yaml` means the same thing from anywhere
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -25,8 +26,11 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError
-from .grid import CENTROID_KINDS
-from .objectives import DECODINGS, OBJECTIVES
+
+# The choices some settings offer; the modules that implement them import them from here.
+OBJECTIVES = ("classification", "regression")
+DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
+CENTROID_KINDS = ("centroid", "clipped", "weighted")
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
@@ -38,6 +42,31 @@ NO_TRAIN_SHAPE = {
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def backbone_problem(name: str) -> str | None:
+    """Why backbone `name` cannot be built here, or None.
+
+    Here rather than in backbones.py so that checking a config imports torch only when the
+    name must be looked up in torchvision or timm: steps 01 to 03 never need torch.
+    """
+    if name == "tinycnn":
+        return None
+    if name.startswith("timm/"):
+        if importlib.util.find_spec("timm") is None:
+            return f"backbone {name} needs timm: pip install timm"
+        import timm
+
+        model_name = name.removeprefix("timm/")
+        return None if model_name in timm.list_models() else f"unknown timm backbone {model_name!r}"
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        return (
+            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
+            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
+        )
+    return None
 
 
 def _absolute(path: Path | None) -> Path | None:
@@ -210,8 +239,6 @@ class TrainSettings(Section):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, name: str) -> str:
-        from .backbones import backbone_problem
-
         problem = backbone_problem(name)
         if problem:
             raise ValueError(problem)

@@ -10,8 +10,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from .config import CENTROID_KINDS
 from .geo import DEFAULT_CRS, MinMaxScaler, to_projected
-from .grid import CENTROID_KINDS, assign_cells, kept_cells, make_cells
+from .grid import assign_cells, kept_cells, make_cells
 
 ENRICHED_COLUMNS = [
     "uuid", "latitude", "longitude", "split", "dataset_dir", "label",

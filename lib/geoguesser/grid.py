@@ -20,10 +20,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from .atomic import write_text
+from .config import CENTROID_KINDS
 from .errors import UserError
 from .geo import DEFAULT_CRS, to_latlon, to_projected
-
-CENTROID_KINDS = ("centroid", "clipped", "weighted")
 
 
 def _squares(border_xy: BaseGeometry, cell_km: float | None, cell_deg: float | None, crs: str):

@@ -24,13 +24,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from . import __version__
 from .backbones import backbone_blocks, build_backbone, feature_size
 from .borders import bbox_diagonal_km, snap_inside
-from .config import TrainSettings
+from .config import CENTROID_KINDS, DECODINGS, TrainSettings
 from .data import IMAGENET_MEAN, IMAGENET_STD, augment
 from .errors import UserError
 from .geo import MinMaxScaler, haversine_km, to_latlon
-from .grid import CENTROID_KINDS, kept_cells
+from .grid import kept_cells
 from .metrics import summarize
-from .objectives import DECODINGS, decode_classes, haversine_soft_targets
+from .objectives import decode_classes, haversine_soft_targets
 
 CHECKPOINT_FORMAT = 2  # 2: one `settings` mapping (config.TrainSettings) in the hyper-parameters
 

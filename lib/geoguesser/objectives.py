@@ -14,9 +14,6 @@ import torch
 
 from .geo import haversine_km_torch
 
-OBJECTIVES = ("classification", "regression")
-DECODINGS = ("mean", "argmax")
-
 
 def haversine_soft_targets(
     true_lat: torch.Tensor,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .config import CENTROID_KINDS, DECODINGS
 from .geo import haversine_km
-from .grid import CENTROID_KINDS
 from .metrics import baseline_errors, summarize
-from .objectives import DECODINGS
 
 METRIC_KEYS = ("n", "mean_km", "median_km", "acc_1km", "acc_25km", "acc_100km", "geoscore")
 
