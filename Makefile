@@ -41,9 +41,10 @@ format: $(STAMP)
 
 # JupyterLab at the repository root (notebooks/, runs/ and configs/ all reachable), with this
 # environment registered as the kernel `geoguesser`; ipywidgets draws the progress bars.
+# Extra options go in LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8890".
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --sys-prefix --name geoguesser --display-name "Python (geoguesser)"
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
 # Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).
 nbdime: $(STAMP)
