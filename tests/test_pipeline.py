@@ -305,4 +305,7 @@ def test_pipeline_on_the_real_sample(tmp_path, checkout):
     run_dir = tmp_path / "runs" / "lumen-sample"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 10 and metrics["test"]["mean_km"] > 0
-    assert (run_dir / "maps" / "errors.html").read_text().count("L.polyline(") == 10
+    assert metrics["synthetic"] is False
+    html = (run_dir / "maps" / "errors.html").read_text()
+    assert len(re.findall(r'\["views/sheet-\d+\.jpg",\d+\]', html)) == 10
+    assert "SYNTHETIC" not in html
