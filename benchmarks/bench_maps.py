@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
 import shutil
 import subprocess
 import tempfile
@@ -169,6 +170,8 @@ def main() -> None:
             f"image cache ({args.cache_px} px)": lambda uuid: decoded[row_of[uuid]],
             f"JPEG files ({args.view_px} px)": maps.decoded_views(dict.fromkeys(uuids, dataset)),
         }
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"{os.cpu_count()} cores, load average {load} (a shared machine slows every figure)")
         print(f"{'locations':>9}  {'views from':<22} {'html MB':>7} {'views MB':>8} {'build s':>7}")
         for n in args.sizes:
             frame = predictions(border, cells, uuids[:n])
