@@ -134,4 +134,4 @@ def format_table(table: pd.DataFrame) -> str:
             shown[column] = shown[column].map(lambda v: f"{v:.0%}" if pd.notna(v) else "-")
         elif column.endswith(" km"):
             shown[column] = shown[column].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
-    return shown.to_string()
+    return shown.reset_index().to_string(index=False)

@@ -339,7 +339,9 @@ def runs_against_baseline_figure(table: pd.DataFrame, split: str = "test"):
         label="always answering the training mean", zorder=3,
     )  # fmt: skip
     ax.set_xticks(positions, table.index, rotation=30, ha="right", fontsize=8)
+    top = np.nanmax([table[f"{split} mean km"].max(), table["baseline km"].max()])
     ax.set(ylabel="km", title=f"Mean error per run against the baseline, {split}")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.35 * top)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper left", ncols=2)
     fig.tight_layout()
     return fig
