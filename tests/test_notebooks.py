@@ -9,10 +9,12 @@ from conftest import REPO
 from geoguesser.runs import STEPS
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+ON_DEMAND = ["06-compare-runs"]  # run by hand or papermill, never by `geoguesser run`
 
 
-def test_the_numbered_steps_are_the_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == STEPS
+def test_the_notebooks_are_the_pipeline_steps_then_the_on_demand_ones():
+    assert [p.stem for p in NOTEBOOKS] == STEPS + ON_DEMAND
+    assert not set(ON_DEMAND) & set(STEPS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -45,9 +46,32 @@ def test_every_step_leaves_its_artifacts(finished_run):
     assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
     assert (run_dir / "checkpoints/last.ckpt").exists()
     assert any((run_dir / "tb").glob("events.out.tfevents.*"))
-    for figure in ["locations", "grids", "cells", "projection", "errors", "worst"]:
+    figures = ["locations", "density", "grids", "cells", "balance", "projection", "training",
+               "errors", "worst"]  # fmt: skip
+    for figure in figures:
         assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 1000, figure
     assert (run_dir / MARKER).is_file()
+
+
+def test_executed_notebooks_show_each_figure_once_and_no_stray_values(finished_run):
+    run_dir, _, _ = finished_run
+    for step in STEPS:
+        for cell in nbformat.read(run_dir / f"{step}.ipynb", as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+            assert len(images) <= 1, f"{step}: a figure shown twice in {cell.source[:60]!r}"
+            for output in cell.outputs:
+                text = output.get("data", {}).get("text/plain", "")
+                assert "PosixPath(" not in text and "Text(" not in text, f"{step}: {text[:80]}"
+
+
+def test_the_error_map_is_shown_inline(finished_run):
+    run_dir, _, _ = finished_run
+    cells = nbformat.read(run_dir / "05-error-maps.ipynb", as_version=4).cells
+    html = [o["data"]["text/html"] for c in cells if c.cell_type == "code" for o in c.outputs
+            if "text/html" in o.get("data", {})]  # fmt: skip
+    assert any("<iframe" in h and "maps/errors.html" in h for h in html)
 
 
 def test_the_terminal_shows_steps_epochs_and_the_result_without_kernel_noise(finished_run):
@@ -90,8 +114,8 @@ def test_config_yaml_holds_absolute_resolved_settings_and_the_invocation(finishe
 def test_metrics_json_holds_every_field_with_sane_values(finished_run):
     run_dir, _, _ = finished_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics) == {"val", "test"}
-    for split in metrics.values():
+    assert set(metrics) == {"synthetic", "val", "test"} and metrics["synthetic"] is True
+    for split in (metrics["val"], metrics["test"]):
         assert {
             "n", "mean_km", "median_km", "acc_1km", "acc_25km", "acc_100km", "geoscore",
             "baseline_mean_km",
@@ -107,14 +131,57 @@ def test_metrics_json_is_written_by_the_last_cell(finished_run):
     assert "metrics.json" in last.source
 
 
-def test_error_map_has_one_line_per_prediction_and_works_offline(finished_run):
+def test_error_map_references_views_of_every_test_location_and_works_offline(finished_run):
     run_dir, _, _ = finished_run
     html = (run_dir / "maps" / "errors.html").read_text()
-    n_test = json.loads((run_dir / "metrics.json").read_text())["test"]["n"]
-    assert html.count("L.polyline(") == n_test
-    assert html.count("data:image/jpeg;base64,") == 4 * n_test  # the views travel inside the file
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    references = re.findall(r'\["(views/sheet-\d+\.jpg)",(\d+)\]', html)
+    assert len(references) == test["n"]  # every test location has its views beside the map
+    assert all((run_dir / "maps" / path).is_file() for path, _ in references)
+    assert "data:image/jpeg;base64," not in html
     assert "cdn.jsdelivr.net" not in html and "https://leafletjs.com" in html  # Leaflet is inlined
-    assert (run_dir / "maps" / "cells.html").exists()
+    assert "SYNTHETIC data · error map · test · n=" in html
+    assert f"mean {test['mean_km']:.1f} km" in html
+    cells = (run_dir / "maps" / "cells.html").read_text()
+    assert "test: mean error per cell" in cells and "val: mean error per cell" in cells
+
+
+def test_compare_and_its_notebook_work_on_finished_runs(finished_run, checkout, tmp_path):
+    run_dir, _, _ = finished_run
+    other = tmp_path / "runs" / "other"
+    shutil.copytree(run_dir, other)
+    recorded = yaml.safe_load((other / "config.yaml").read_text())
+    recorded["train"]["lr"] = 0.5
+    (other / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    unfinished = tmp_path / "runs" / "unfinished"
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / "metrics.json").unlink()
+    result = geoguesser("compare", run_dir, tmp_path / "runs" / "*", cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    assert "train.lr" in result.stdout and "test mean km" in result.stdout
+    assert "tiny (SYNTHETIC)" in result.stdout and "other (SYNTHETIC)" in result.stdout
+    assert f"skipped {unfinished}: unfinished (no metrics.json)" in result.stderr
+
+    import papermill
+
+    from geoguesser.pipeline import ensure_kernel
+
+    executed = tmp_path / "06.ipynb"
+    papermill.execute_notebook(
+        str(checkout / "notebooks" / "06-compare-runs.ipynb"),
+        str(executed),
+        parameters={
+            "runs": [str(run_dir), str(tmp_path / "runs" / "*")],
+            "out_dir": str(tmp_path / "cmp"),
+        },
+        kernel_name=ensure_kernel(),
+        cwd=str(checkout),
+        progress_bar=False,
+    )
+    for name in ["compare.csv", "cumulative.png", "mean_km.png"]:
+        assert (tmp_path / "cmp" / name).stat().st_size > 100
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert len(table) == 2 and "train.lr" in table.columns
 
 
 def test_refuses_to_overwrite_and_continues_from_a_later_step_appending_history(
@@ -239,7 +306,10 @@ def test_pipeline_on_the_real_sample(tmp_path, checkout):
     run_dir = tmp_path / "runs" / "lumen-sample"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 10 and metrics["test"]["mean_km"] > 0
-    assert (run_dir / "maps" / "errors.html").read_text().count("L.polyline(") == 10
+    assert metrics["synthetic"] is False
+    html = (run_dir / "maps" / "errors.html").read_text()
+    assert len(re.findall(r'\["views/sheet-\d+\.jpg",\d+\]', html)) == 10
+    assert "SYNTHETIC" not in html
 
 
 def test_an_interactive_notebook_works_from_its_checkout_root(checkout, tiny_data, monkeypatch):

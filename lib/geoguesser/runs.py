@@ -187,6 +187,17 @@ def record_invocation(
     write_text(path, yaml.safe_dump(document, sort_keys=False))
 
 
+def move_to_checkout() -> Path | None:
+    """Make the checkout holding the current folder the current folder (a notebook in Lab
+    starts in notebooks/), so relative paths mean what they mean on the command line there."""
+    import os
+
+    checkout = find_checkout(Path.cwd())
+    if checkout is not None:
+        os.chdir(checkout)
+    return checkout
+
+
 def open_step(
     step: str, run_dir: str | Path, config: str | Path | None, overrides: list[str]
 ) -> tuple[Settings, Path]:
@@ -197,11 +208,7 @@ def open_step(
     command line there, and records itself in the run folder's history. Under
     `geoguesser run` every path it receives is absolute and the run is already recorded.
     """
-    import os
-
-    checkout = find_checkout(Path.cwd())
-    if checkout is not None:
-        os.chdir(checkout)
+    checkout = move_to_checkout()
     settings = load_settings(config, overrides)
     run_dir = Path(run_dir).absolute()
     if config is not None and Path(config).absolute() == run_dir / CONFIG_NAME:
