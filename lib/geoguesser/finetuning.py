@@ -42,10 +42,16 @@ class FreezeThenUnfreeze(BaseFinetuning):
         self.freeze_epochs, self.unfreeze_blocks = freeze_epochs, unfreeze_blocks
 
     def freeze_before_training(self, pl_module) -> None:
+        # The stages that never train: frozen before DDP wraps the model, so it ignores them.
         self.fixed, self.trainable = split_backbone(pl_module.net.backbone, self.unfreeze_blocks)
         self.freeze(self.fixed, train_bn=False)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # The stages that train later: frozen once DDP has registered them, since it must
+        # synchronize their gradients after the unfreeze.
         if self.freeze_epochs > 0:
             self.freeze(self.trainable, train_bn=False)
+        super().on_fit_start(trainer, pl_module)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
         # Every epoch from the unfreeze on, not only at it: a fit resumed later starts frozen.
