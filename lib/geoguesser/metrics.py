@@ -34,7 +34,8 @@ class GeoErrors(Metric):
         self.add_state("errors", default=[], dist_reduce_fx="cat")
 
     def update(self, pred, target) -> None:
-        pred, target = (torch.as_tensor(t, device=self.device) for t in (pred, target))
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no f64
+        pred, target = (torch.as_tensor(t).to(self.device, dtype) for t in (pred, target))
         self.errors.append(haversine_km_torch(target[:, 0], target[:, 1], pred[:, 0], pred[:, 1]))
 
     def compute(self) -> dict[str, torch.Tensor]:
