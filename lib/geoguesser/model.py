@@ -186,7 +186,9 @@ class GeoLocator(pl.LightningModule):
         head = [p for name, p in self.named_parameters() if not name.startswith("net.backbone.")]
         _, trainable = split_backbone(self.net.backbone, self.settings.unfreeze_blocks)
         backbone = [p for module in trainable for p in module.parameters()]
-        total = self.trainer.estimated_stepping_batches
+        # Only OneCycle needs the step count (counting makes a train loader, early).
+        onecycle = self.settings.scheduler == "onecycle"
+        total = self.trainer.estimated_stepping_batches if onecycle else 0
         return optimization(self.settings, head, backbone, total)
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
