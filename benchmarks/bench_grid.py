@@ -16,7 +16,7 @@ import shapely
 from geoguesser.borders import load_border, load_coast
 from geoguesser.geo import to_projected
 from geoguesser.grid import assign_cells, kept_cells, make_cells
-from geoguesser.synthetic import Geography
+from geoguesser.synthetic import Landscape
 
 
 def naive_assign(cells, lat, lon) -> np.ndarray:
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     border = load_border()
-    lat, lon = Geography(border, load_coast()).sample(args.locations, np.random.default_rng(0))
+    lat, lon = Landscape(border, load_coast()).sample(args.locations, np.random.default_rng(0))
     train = np.random.default_rng(1).random(args.locations) < 0.8
 
     start = time.perf_counter()

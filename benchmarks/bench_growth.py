@@ -46,7 +46,7 @@ NAIVE_LIMIT = 4000  # scenes-naive at 16,000 locations would need about 30 GB
 
 
 def naive_scenes(geography, lat, lon) -> list:
-    """Geography.scenes before issue 15, verbatim: each location recomputes whole arrays."""
+    """Landscape.scenes (then Geography.scenes) before issue 15, verbatim: each location recomputes whole arrays."""
     import numpy as np
 
     from geoguesser.datasets import VIEWS
@@ -126,9 +126,9 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         start_mb, start = resident_mb(), time.perf_counter()
         generate(dataset, n, image_size, seed=0, progress=False)
     elif step in COMPARE:
-        from geoguesser.synthetic import Geography
+        from geoguesser.synthetic import Landscape
 
-        geography = Geography(border, load_coast())
+        geography = Landscape(border, load_coast())
         lat, lon = geography.sample(n, np.random.default_rng(0))
         start_mb, start = resident_mb(), time.perf_counter()
         if step == "scenes":  # as synth consumes them: one at a time
@@ -176,12 +176,15 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         train(config, table, cells, scaler, work / "run", border)
     elif step == "predict":
         from geoguesser.atomic import write_csv
-        from geoguesser.model import GeoLocator, geography_of
+        from geoguesser.data import IMAGENET_MEAN, IMAGENET_STD
+        from geoguesser.geography import Geography
+        from geoguesser.model import GeoLocator
         from geoguesser.predict import predict_table
 
         table, cells, scaler = inputs()
         settings = TrainSettings(backbone="tinycnn", image_size=image_size)
-        model = GeoLocator(geography_of(cells, scaler, border), settings)
+        geography = Geography.of(cells, scaler, border)
+        model = GeoLocator(geography, settings, IMAGENET_MEAN, IMAGENET_STD)
         start_mb, start = resident_mb(), time.perf_counter()
         predictions = predict_table(model.eval(), table, device="cpu", progress=False)
         write_csv(predictions, work / "predictions.csv")

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 import numpy as np  # noqa: E402
 
 from geoguesser.borders import load_border, load_coast  # noqa: E402
-from geoguesser.synthetic import Geography, _canvas, _mix, generate, render_view  # noqa: E402
+from geoguesser.synthetic import Landscape, _canvas, _mix, generate, render_view  # noqa: E402
 
 
 def naive_render(scene, view: int, size: int, rng) -> np.ndarray:
@@ -58,9 +58,9 @@ def main() -> None:
         generate(Path(tmp) / "ds", args.locations, args.image_size, seed=0, progress=False)
         total = time.perf_counter() - start
 
-    geography = Geography(load_border(), load_coast())
+    landscape = Landscape(load_border(), load_coast())
     rng = np.random.default_rng(0)
-    scenes = geography.scenes(*geography.sample(200, rng))
+    scenes = landscape.scenes(*landscape.sample(200, rng))
     timings = {}
     for name, paint in (
         ("vectorized, row-restricted", render_view),

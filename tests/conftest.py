@@ -113,13 +113,15 @@ def enriched(synthetic_dir):
 @pytest.fixture(scope="session")
 def small_model(enriched):
     """An untrained tinycnn GeoLocator over the first three cells, with its geography."""
-    from geoguesser.model import GeoLocator, geography_of
+    from geoguesser.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from geoguesser.geography import Geography
+    from geoguesser.model import GeoLocator
 
     table, cells, scaler, border = enriched
-    geography = geography_of(cells, scaler, border)
+    geography = Geography.of(cells, scaler, border).to_dict()
     geography["cells"] = {k: v[:3] for k, v in geography["cells"].items()}
     settings = tiny_config(image_size=32)
-    return GeoLocator(geography, settings).eval(), geography
+    return GeoLocator(geography, settings, IMAGENET_MEAN, IMAGENET_STD).eval(), geography
 
 
 def tiny_config(**overrides):

@@ -61,6 +61,10 @@ class NotAllowed:
     [
         ({"state_dict": {}}, "not a geoguesser checkpoint"),
         ({"geoguesser": {"format": 99}, "state_dict": {}}, "checkpoint format 99"),
+        (
+            {"geoguesser": {"format": 2, "version": "0.1.0"}, "state_dict": {}},
+            "made by geoguesser 0.1.0 in checkpoint format 2; this version reads format 3",
+        ),
         ({"payload": NotAllowed()}, "not a loadable checkpoint"),
     ],
 )

@@ -8,7 +8,7 @@ from PIL import Image
 from geoguesser.borders import inside, load_border, load_coast
 from geoguesser.datasets import validate
 from geoguesser.errors import UserError
-from geoguesser.synthetic import Geography, generate, render_view
+from geoguesser.synthetic import Landscape, generate, render_view
 
 
 def test_synthetic_data_is_the_competition_layout_and_labelled(synthetic_dir):
@@ -34,8 +34,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, synthetic_dir):
 
 
 def test_locations_are_inside_the_border_and_denser_in_towns_than_mountains():
-    geography = Geography(load_border(), load_coast())
-    lat, lon = geography.sample(4000, np.random.default_rng(0))
+    landscape = Landscape(load_border(), load_coast())
+    lat, lon = landscape.sample(4000, np.random.default_rng(0))
     assert inside(load_border(), lat, lon).all()
     near_zagreb = (np.abs(lat - 45.81) < 0.15) & (np.abs(lon - 15.98) < 0.2)
     in_lika_velebit = (np.abs(lat - 44.7) < 0.15) & (np.abs(lon - 15.3) < 0.2)
@@ -49,9 +49,9 @@ def blueness(image: np.ndarray) -> float:
 
 
 def test_the_sea_is_seen_looking_toward_the_coast():
-    geography = Geography(load_border(), load_coast())
+    landscape = Landscape(load_border(), load_coast())
     # On the Istrian west coast near Rovinj the sea is west (270), land is east (90).
-    (scene,) = geography.scenes(np.array([45.08]), np.array([13.66]))
+    (scene,) = landscape.scenes(np.array([45.08]), np.array([13.66]))
     rng = np.random.default_rng(0)
     west = np.mean([blueness(render_view(scene, 3, 64, rng)) for _ in range(10)])
     east = np.mean([blueness(render_view(scene, 1, 64, rng)) for _ in range(10)])
@@ -59,9 +59,9 @@ def test_the_sea_is_seen_looking_toward_the_coast():
 
 
 def test_scenes_follow_geography():
-    geography = Geography(load_border(), load_coast())
+    landscape = Landscape(load_border(), load_coast())
     # Slavonian plain (Vinkovci), Gorski kotar (Delnice), Dalmatian coast (Trogir).
-    plain, mountain, coast = geography.scenes(
+    plain, mountain, coast = landscape.scenes(
         np.array([45.29, 45.40, 43.52]), np.array([18.80, 14.80, 16.25])
     )
     assert plain.field.mean() > mountain.field.mean() and plain.slavonia > 0.8
@@ -80,7 +80,7 @@ def test_refuses_to_overwrite_and_leaves_no_partial_folder(tmp_path):
 
 def test_scenes_hold_memory_linear_in_the_number_of_locations():
     """A scene must not keep alive arrays of the whole call: that made synth memory quadratic."""
-    geography = Geography(load_border(), load_coast())
+    geography = Landscape(load_border(), load_coast())
     lat, lon = geography.sample(800, np.random.default_rng(0))
     geography.scenes(lat[:10], lon[:10])  # one-off caches (projections) before measuring
 
@@ -96,7 +96,7 @@ def test_scenes_hold_memory_linear_in_the_number_of_locations():
 
 
 def test_scenes_do_not_depend_on_how_locations_are_chunked():
-    geography = Geography(load_border(), load_coast())
+    geography = Landscape(load_border(), load_coast())
     lat, lon = geography.sample(50, np.random.default_rng(1))
     whole = geography.scenes(lat, lon)
     chunked = list(geography.iter_scenes(lat, lon, chunk=7))

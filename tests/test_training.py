@@ -12,8 +12,9 @@ from pytorch_lightning.callbacks import Callback
 
 from conftest import tiny_config
 from geoguesser.errors import UserError
+from geoguesser.geography import Geography
 from geoguesser.grid import write_cells
-from geoguesser.model import geography_of, load_checkpoint
+from geoguesser.model import load_checkpoint
 from geoguesser.predict import predict_table
 from geoguesser.train import fit_fingerprint, train
 
@@ -188,10 +189,10 @@ def test_other_settings_or_a_finished_fit_start_afresh(enriched, tmp_path, capsy
     assert recorder.epochs == [0, 1]
     assert "starting the fit afresh: last.ckpt is of a finished fit" in capsys.readouterr().out
     # Only how fast or how loudly it runs changed: an interrupted fit would still continue.
-    assert fit_fingerprint(changed, table, geography_of(cells, scaler, border)) == fit_fingerprint(
+    assert fit_fingerprint(changed, table, Geography.of(cells, scaler, border)) == fit_fingerprint(
         changed.model_copy(update={"num_workers": 3, "progress_bar": True}),
         table,
-        geography_of(cells, scaler, border),
+        Geography.of(cells, scaler, border),
     )
 
 

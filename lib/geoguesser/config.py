@@ -23,7 +23,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UserError
 
@@ -181,8 +188,21 @@ class TrainSettings(Section):
     )
     fusion: Literal["concat", "mean"] = Field("concat", description="how the four views combine")
     image_size: PositiveInt = Field(224, description="views are resized to this many pixels")
-    normalization: Literal["imagenet", "train"] = Field(
-        "imagenet", description="channel statistics: ImageNet's, or the training split's"
+    normalization: Literal["weights", "imagenet", "train"] = Field(
+        "weights",
+        description="channel statistics: those the backbone's pretrained weights expect (timm's"
+        " pretrained config, torchvision's weights transforms; ImageNet's for tinycnn),"
+        " ImageNet's, or the training split's",
+    )
+    mean: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="explicit channel mean in [0, 1] (with `std`), e.g. for a local weights"
+        " file trained with other statistics; overrides `normalization`",
+    )
+    std: list[PositiveFloat] | None = Field(
+        None, min_length=3, max_length=3, description="explicit channel std (with `mean`)"
     )
     batch_size: PositiveInt = Field(32, description="locations per batch (x4 views)")
     num_workers: NonNegativeInt = Field(4, description="JPEG decoding processes without a cache")
@@ -276,6 +296,12 @@ class TrainSettings(Section):
     @classmethod
     def _absolute_cache(cls, path: Path | None) -> Path | None:
         return _absolute(path)
+
+    @model_validator(mode="after")
+    def _mean_with_std(self) -> TrainSettings:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together: give both, or neither")
+        return self
 
     def shaping(self) -> dict:
         """The settings that decide what a fit computes (resume needs them unchanged)."""

@@ -2,8 +2,9 @@
 
 Items carry uint8 views (4, 3, S, S) in N, E, S, W order; conversion to float,
 normalization and augmentation happen on the accelerator, in the model, where they are
-cheap and where a checkpoint carries them along. While the backbone is frozen, the module
-can serve cached backbone features instead of images (see model.FeatureStore).
+cheap and where a checkpoint carries them along. While the backbone is frozen, the data
+module serves its features instead of images: it owns that cache, fills it once per fit
+with the network it was handed, and drops it when the backbone is unfrozen.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, pretrained_normalization
 from .config import TrainSettings
 from .image_cache import ImageCache, decode_location
 from .splits import SPLITS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 EAST_WEST_SWAPPED = [0, 3, 2, 1]  # mirrored, the view that looked east now looks west
 
 
@@ -101,6 +101,37 @@ def channel_stats(
     return mean.tolist(), std.tolist()
 
 
+def normalization(settings: TrainSettings, train: LocationDataset) -> tuple[list, list]:
+    """The channel mean and std the network normalizes with (a checkpoint records them).
+
+    Explicit `mean`/`std` settings first (a local weights file trained otherwise), then
+    `normalization`: what the backbone's pretrained weights expect, ImageNet's, or the
+    training split's own statistics.
+    """
+    if settings.mean is not None:
+        return list(settings.mean), list(settings.std)
+    if settings.normalization == "train":
+        return channel_stats(train, seed=settings.seed)
+    if settings.normalization == "imagenet":
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return pretrained_normalization(settings.backbone)
+
+
+@torch.no_grad()
+def backbone_features(net, dataset: LocationDataset, batch_size: int, workers: int) -> torch.Tensor:
+    """(N, 4, D) features of every location by `net`'s backbone in eval mode (frozen)."""
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    parts = [
+        net.embed(net.normalize(batch["images"].to(device).float() / 255.0)).float().cpu()
+        for batch in loader
+    ]
+    net.train(was_training)
+    return torch.cat(parts)
+
+
 def mirror_scene(images: torch.Tensor) -> torch.Tensor:
     """The whole scene mirrored left-right: each view flipped, and east and west exchanged.
 
@@ -146,7 +177,12 @@ class EpochShuffle(Sampler[int]):
 
 
 class GeoDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over the enriched table, with optional image cache."""
+    """Train/val/test loaders over the enriched table, with optional image and feature caches.
+
+    `serve_features_of(net)` (train.py calls it) turns the feature cache on: while the epoch
+    is below `freeze_epochs` the train and val loaders yield `net`'s backbone features,
+    computed once, in place of images. The network never reads the data module.
+    """
 
     def __init__(self, table: pd.DataFrame | str | Path, settings: TrainSettings):
         super().__init__()
@@ -154,7 +190,8 @@ class GeoDataModule(pl.LightningDataModule):
         self.settings = settings
         self.image_size, self.batch_size = settings.image_size, settings.batch_size
         self.datasets: dict[str, LocationDataset] = {}
-        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        self.features: dict[str, torch.Tensor] = {}
+        self.frozen_net = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -174,25 +211,37 @@ class GeoDataModule(pl.LightningDataModule):
         for split in SPLITS:
             rows = self.table[self.table.split == split].reset_index(drop=True)
             self.datasets[split] = LocationDataset(rows, self.image_size, caches)
-        if self.settings.normalization == "train":
-            self.mean, self.std = channel_stats(self.datasets["train"], seed=self.settings.seed)
+        self.mean, self.std = normalization(self.settings, self.datasets["train"])
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        dataset: Dataset = self.datasets[split]
-        if module is not None and module.serves_cached_features(split):
-            dataset = FeatureDataset(module.feature_store.get(split), self.datasets[split])
+    def serve_features_of(self, net) -> None:
+        self.frozen_net = net
+
+    def _workers(self, dataset: Dataset) -> int:
         # Workers pay off for JPEG decoding; reading memory-mapped or in-memory arrays is
         # faster in the main process than through worker shared memory (benchmarks/bench_loader.py).
         decoding = isinstance(dataset, LocationDataset) and dataset.caches is None
-        workers = self.settings.num_workers if decoding else 0
+        return self.settings.num_workers if decoding else 0
+
+    def _dataset(self, split: str, epoch: int) -> Dataset:
+        images = self.datasets[split]
+        if self.frozen_net is None or split == "test" or epoch >= self.settings.freeze_epochs:
+            self.features.clear()
+            return images
+        if split not in self.features:
+            self.features[split] = backbone_features(
+                self.frozen_net, images, self.batch_size, self._workers(images)
+            )
+        return FeatureDataset(self.features[split], images)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        dataset = self._dataset(split, epoch)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             # Seeded per epoch: the order is reproducible, also after a resume or a reload.
             sampler=EpochShuffle(len(dataset), self.settings.seed + epoch) if shuffle else None,
-            num_workers=workers,
+            num_workers=self._workers(dataset),
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
         )

@@ -1,37 +1,57 @@
-"""Distance metrics of a set of predictions: what the competition and GeoGuessr players count."""
+"""Great-circle error metrics: what the competition and GeoGuessr players count, computed once.
+
+`GeoErrors` is a torchmetrics `Metric`, so validation, test (on any device, synced across
+processes) and step 05 (from predictions.csv) all summarize errors with the same code, and
+metrics.json, the training summary and TensorBoard's test/* scalars agree.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-from .geo import DEFAULT_CRS, haversine_km, to_latlon, to_projected
+from .geo import DEFAULT_CRS, haversine_km, haversine_km_torch, to_latlon, to_projected
 
 THRESHOLDS_KM = (1, 5, 25, 50, 100)
 
 
-def geoscore(errors_km, diagonal_km: float) -> float:
-    """Mean GeoGuessr-style score, 5000 * exp(-10 d / D), with D the country's bbox diagonal."""
-    errors_km = np.asarray(errors_km, dtype=float)
-    return (
-        float(np.mean(5000 * np.exp(-10 * errors_km / diagonal_km)))
-        if errors_km.size
-        else float("nan")
-    )
+class GeoErrors(Metric):
+    """Mean and median km, share within 1, 5, 25, 50 and 100 km, and the mean GeoScore.
+
+    `update(pred, target)` takes (N, 2) latitude/longitude in degrees (tensors or arrays);
+    the great-circle errors are kept (a median needs them all), computed in float64 where
+    the device has it. `compute()` returns a dict keyed as the run's files and logs name them.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, diagonal_km: float, **kwargs):
+        super().__init__(**kwargs)
+        self.diagonal_km = float(diagonal_km)
+        self.add_state("errors", default=[], dist_reduce_fx="cat")
+
+    def update(self, pred, target) -> None:
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no f64
+        pred, target = (torch.as_tensor(t).to(self.device, dtype) for t in (pred, target))
+        self.errors.append(haversine_km_torch(target[:, 0], target[:, 1], pred[:, 0], pred[:, 1]))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        errors = dim_zero_cat(self.errors) if self.errors else torch.zeros(0, device=self.device)
+        median = errors.quantile(0.5) if errors.numel() else errors.mean()  # nan when empty
+        result = {"mean_km": errors.mean(), "median_km": median}
+        result.update({f"acc_{t}km": (errors <= t).float().mean() for t in THRESHOLDS_KM})
+        result["geoscore"] = (5000 * torch.exp(-10 * errors / self.diagonal_km)).mean()
+        return result
 
 
-def summarize(errors_km, diagonal_km: float) -> dict[str, float]:
-    """n, mean and median km, share within each threshold, and the geoscore."""
-    errors_km = np.asarray(errors_km, dtype=float)
-    if errors_km.size == 0:
-        return {"n": 0}
-    summary = {
-        "n": int(errors_km.size),
-        "mean_km": float(errors_km.mean()),
-        "median_km": float(np.median(errors_km)),
-    }
-    summary.update({f"acc_{t}km": float((errors_km <= t).mean()) for t in THRESHOLDS_KM})
-    summary["geoscore"] = geoscore(errors_km, diagonal_km)
-    return summary
+def summarize(pred, target, diagonal_km: float) -> dict[str, float]:
+    """GeoErrors of one set of predictions as plain floats, plus their number `n`."""
+    metric = GeoErrors(diagonal_km)
+    metric.update(pred, target)
+    return {"n": len(pred), **{key: float(value) for key, value in metric.compute().items()}}
 
 
 def mean_location(lat, lon, crs: str = DEFAULT_CRS) -> tuple[float, float]:

@@ -24,7 +24,11 @@ def run_metrics(
     top_cell = cells[cells.label >= 0].sort_values("n_train", ascending=False).iloc[0]
     result = {}
     for split, group in predictions.groupby("split"):
-        summary = summarize(group.error_km.to_numpy(), diagonal_km)
+        summary = summarize(
+            group[["pred_lat", "pred_lon"]].to_numpy(),
+            group[["true_lat", "true_lon"]].to_numpy(),
+            diagonal_km,
+        )
         metrics = {key: summary[key] for key in METRIC_KEYS}
         metrics["acc_5km"], metrics["acc_50km"] = summary["acc_5km"], summary["acc_50km"]
         mean_errors = baseline_errors(

@@ -99,7 +99,7 @@ class Scene:
     slavonia: float
 
 
-class Geography:
+class Landscape:
     """Smooth fields over the real country, evaluated in the projected plane (km)."""
 
     def __init__(self, border: BaseGeometry, coast: BaseGeometry, crs: str = DEFAULT_CRS):
@@ -385,16 +385,16 @@ def generate(
         raise UserError(
             f"need at least 1 location and 8 px images, got {locations} and {image_size}"
         )
-    geography = Geography(border or load_border(), coast or load_coast(), crs)
+    landscape = Landscape(border or load_border(), coast or load_coast(), crs)
     rng = np.random.default_rng(seed)
-    lat, lon = geography.sample(locations, rng)
+    lat, lon = landscape.sample(locations, rng)
     ids = [str(uuidlib.UUID(bytes=rng.bytes(16), version=4)) for _ in range(locations)]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         # Scenes stream in chunks and each location is written as it comes: memory beyond the
         # location table does not grow with the number of locations.
-        scenes = geography.iter_scenes(lat, lon)
+        scenes = landscape.iter_scenes(lat, lon)
         comment = f"geoguesser SYNTHETIC data (seed {seed}); not a photograph".encode()
         for i, (location_id, scene) in enumerate(
             tqdm(

@@ -6,7 +6,7 @@ belongs to an unfinished fit of the same settings and data), tests the best chec
 returns the numbers. A fit killed at any moment and resumed ends where an uninterrupted one
 does: checkpoints are written atomically, each batch draws its random numbers from
 (seed, epoch, batch), the shuffle from (seed, epoch) (data.EpochShuffle), and per-epoch
-schedulers step before the epoch's checkpoint is written (model.GeoLocator).
+schedulers step before the epoch's checkpoint is written (finetuning.EpochSchedulers).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from .config import TrainSettings
 from .data import GeoDataModule
 from .datasets import check_views
 from .errors import UserError
-from .model import GeoLocator, geography_of
+from .finetuning import EpochSchedulers, FreezeThenUnfreeze
+from .geography import Geography
+from .model import GeoLocator
 from .progress import headless
 
 FINGERPRINT_KEY = "geoguesser_fit"
@@ -116,11 +118,11 @@ class EpochLines(Callback):
         print("  ".join(parts), flush=True)
 
 
-def fit_fingerprint(settings: TrainSettings, table: pd.DataFrame, geography: dict) -> str:
+def fit_fingerprint(settings: TrainSettings, table: pd.DataFrame, geography: Geography) -> str:
     """A hash of everything a fit's result depends on: settings, locations, labels, cells."""
     rows = pd.util.hash_pandas_object(table[TABLE_COLUMNS], index=False).to_numpy()
     payload = json.dumps(
-        {"settings": settings.shaping(), "cells": geography["cells"]}, sort_keys=True
+        {"settings": settings.shaping(), "cells": geography.cells}, sort_keys=True
     ).encode()
     return hashlib.sha256(payload + rows.tobytes()).hexdigest()
 
@@ -181,14 +183,18 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
             LearningRateMonitor(logging_interval="epoch"),
             BatchSeed(settings.seed),
             EpochLines(),
+            FreezeThenUnfreeze(settings.freeze_epochs, settings.unfreeze_blocks),
+            EpochSchedulers(),
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
+        logger=TensorBoardLogger(
+            save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
+        ),
         default_root_dir=str(run_dir),
-        # Reloading each epoch (workers restart each epoch anyway) lets the loaders switch
-        # between images and cached features, and seeds the shuffle by epoch, so a resumed
-        # run sees the same batches as an uninterrupted one.
+        # Reloading each epoch (workers restart each epoch anyway) lets the data module switch
+        # from cached features to images at the unfreeze, and seeds the shuffle by epoch, so
+        # a resumed run sees the same batches as an uninterrupted one.
         reload_dataloaders_every_n_epochs=1,
         log_every_n_steps=settings.log_every_n_steps,
         enable_progress_bar=bar,
@@ -221,7 +227,7 @@ def train(
             raise UserError(
                 f"the {split} split is empty: use more locations or other split fractions"
             )
-    geography = geography_of(cells, scaler, border)
+    geography = Geography.of(cells, scaler, border)
     fingerprint = fit_fingerprint(settings, table, geography)
     last = run_dir / "checkpoints" / "last.ckpt"
     resume_from = None
@@ -235,11 +241,19 @@ def train(
             clear_checkpoints(last.parent)
         print(line, flush=True)
     model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
+    if settings.feature_cache and settings.freeze_epochs > 0:
+        datamodule.serve_features_of(model.net)
     trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])
+    # TensorBoard's HPARAMS tab: the user's training settings, and the best validation mean
+    # km as hp_metric once the fit is over (the model's hyper-parameters are for checkpoints).
+    hparams = settings.model_dump(mode="json")
+    trainer.logger.log_hyperparams(hparams)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if checkpoint.best_model_score is not None:
+        trainer.logger.log_hyperparams(hparams, {"hp_metric": float(checkpoint.best_model_score)})
     test = {}
     if len(datamodule.datasets["test"]):
         trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)

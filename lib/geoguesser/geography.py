@@ -1,0 +1,156 @@
+"""What a checkpoint knows of the map, and the one place network outputs become coordinates.
+
+A `Geography` holds the classes' cells with their three kinds of centroid, the coordinate
+scaler, the projected CRS, the border and its bounding-box diagonal (the GeoScore's scale).
+It serializes to plain lists and numbers, so that it travels inside a checkpoint loaded with
+`weights_only=True` and a checkpoint alone turns photographs into coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import shapely
+import torch
+from shapely.geometry.base import BaseGeometry
+
+from .borders import bbox_diagonal_km, snap_inside
+from .config import CENTROID_KINDS, DECODINGS
+from .geo import MinMaxScaler, to_latlon
+from .grid import kept_cells
+from .objectives import decode_classes
+
+CELL_COLUMNS = ["label", "row", "col", "n_train"] + [
+    f"{kind}_{axis}" for kind in CENTROID_KINDS for axis in ("lat", "lon", "x", "y")
+]
+
+
+@dataclass(frozen=True)
+class Geography:
+    """Cells (one per class, in label order), scaler, CRS, border and diagonal of a run."""
+
+    cells: dict[str, list]
+    scaler: MinMaxScaler
+    border: BaseGeometry | None
+    diagonal_km: float
+    grid: dict
+
+    @classmethod
+    def of(cls, cells, scaler: MinMaxScaler, border: BaseGeometry | None = None) -> Geography:
+        """From step 02's cells (GeoDataFrame), step 03's scaler and the country border."""
+        classes = kept_cells(cells)
+        extent = border if border is not None else shapely.box(*classes.total_bounds)
+        return cls(
+            cells={column: classes[column].tolist() for column in CELL_COLUMNS},
+            scaler=scaler,
+            border=border,
+            diagonal_km=bbox_diagonal_km(extent),
+            grid={k: cells.attrs.get(k) for k in ("cell_km", "cell_deg", "min_train")},
+        )
+
+    # --- serialization --------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (the border as WKT): what a checkpoint stores."""
+        wkt = shapely.to_wkt(self.border, rounding_precision=6) if self.border else None
+        return {
+            "crs": self.crs,
+            "scaler": self.scaler.to_dict(),
+            "grid": self.grid,
+            "cells": self.cells,
+            "border_wkt": wkt,
+            "diagonal_km": self.diagonal_km,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Geography:
+        wkt = data.get("border_wkt")
+        return cls(
+            cells=data["cells"],
+            scaler=MinMaxScaler.from_dict(data["scaler"]),
+            border=shapely.from_wkt(wkt) if wkt else None,
+            diagonal_km=float(data["diagonal_km"]),
+            grid=data.get("grid", {}),
+        )
+
+    # --- facts ----------------------------------------------------------------------------
+
+    @property
+    def crs(self) -> str:
+        return self.scaler.crs
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.cells["label"])
+
+    def centroids(self, kind: str, plane: str = "xy") -> torch.Tensor:
+        """(K, 2) float64 centroids of one kind: projected metres ("xy") or degrees ("latlon")."""
+        axes = ("x", "y") if plane == "xy" else ("lat", "lon")
+        return self._centroids[(kind, axes)]
+
+    @cached_property
+    def _centroids(self) -> dict:
+        return {
+            (kind, axes): torch.tensor(
+                np.column_stack([self.cells[f"{kind}_{axis}"] for axis in axes]),
+                dtype=torch.float64,
+            )
+            for kind in CENTROID_KINDS
+            for axes in (("x", "y"), ("lat", "lon"))
+        }
+
+    # --- decoding -------------------------------------------------------------------------
+
+    def from_normalized(self, xy: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 2) min-max normalized x/y (a regression's output) -> latitude, longitude."""
+        xy = xy.detach().double().cpu()
+        x, y = self.scaler.inverse(xy[:, 0], xy[:, 1])
+        return to_latlon(x.numpy(), y.numpy(), self.crs)
+
+    def from_probabilities(
+        self, probs: torch.Tensor, kind: str = "weighted", how: str = "mean"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, K) class probabilities -> latitude, longitude of the decoded centroid.
+
+        `how`: the probability-weighted mean of the centroids (taken in the projected plane,
+        where averaging is meaningful) or the most likely cell's centroid.
+        """
+        xy = decode_classes(probs.detach().cpu(), self.centroids(kind), how).numpy()
+        return to_latlon(xy[:, 0], xy[:, 1], self.crs)
+
+    def decode(
+        self,
+        outputs: torch.Tensor,
+        objective: str,
+        kind: str = "weighted",
+        how: str = "mean",
+        snap: bool = False,
+        every: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Network outputs -> {"lat", "lon"} with the chosen decoding, optionally snapped to land.
+
+        With `every`, a classifier also reports each (centroid kind, mean/argmax) pair as
+        `<kind>_<how>_lat/lon`, the most likely label and its probability, for comparing
+        decodings after training; validation needs only the chosen one.
+        """
+        result: dict[str, np.ndarray] = {}
+        if objective == "regression":
+            lat, lon = self.from_normalized(outputs)
+        else:
+            probs = torch.softmax(outputs.detach().float(), dim=1).cpu()
+            pairs = [(kind, how)]
+            if every:
+                top = probs.max(dim=1)
+                result["label"], result["prob"] = top.indices.numpy(), top.values.numpy()
+                pairs = [(k, h) for k in CENTROID_KINDS for h in DECODINGS]
+            for k, h in pairs:
+                result[f"{k}_{h}_lat"], result[f"{k}_{h}_lon"] = self.from_probabilities(
+                    probs, k, h
+                )
+            lat, lon = result[f"{kind}_{how}_lat"], result[f"{kind}_{how}_lon"]
+        if snap and self.border is not None:
+            lat, lon = snap_inside(self.border, lat, lon)
+        result["lat"], result["lon"] = np.asarray(lat), np.asarray(lon)
+        return result
