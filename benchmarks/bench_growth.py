@@ -46,7 +46,7 @@ NAIVE_LIMIT = 4000  # scenes-naive at 16,000 locations would need about 30 GB
 
 
 def naive_scenes(geography, lat, lon) -> list:
-    """Landscape.scenes (then Geography.scenes) before issue 15, verbatim: each location recomputes whole arrays."""
+    """Landscape.scenes before issue 15, verbatim: each location recomputes whole arrays."""
     import numpy as np
 
     from geoguesser.datasets import VIEWS
