@@ -278,21 +278,15 @@ def training_figure(scalars: pd.DataFrame, synthetic: bool = False):
         return pd.Series(values.to_numpy(), index=np.asarray(index, dtype=float) + 1)
 
     fig, (loss, km) = plt.subplots(1, 2, figsize=(11, 4))
-    for tag, label, colour in [
-        ("train/loss_epoch", "train", OKABE_ITO[0]),
-        ("val/loss", "validation", OKABE_ITO[1]),
-    ]:
+    panels = {
+        loss: [("train/loss_epoch", "train"), ("val/loss", "validation")],
+        km: [("val/mean_km", "mean"), ("val/median_km", "median")],
+    }
+    for i, (ax, tag, label) in enumerate((ax, *line) for ax, ls in panels.items() for line in ls):
         values = series(tag)
         if len(values):
-            loss.plot(values.index, values.to_numpy(), marker="o", label=label, color=colour)
+            ax.plot(values.index, values.to_numpy(), marker="o", label=label, color=OKABE_ITO[i])
     loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    for tag, label, colour in [
-        ("val/mean_km", "mean", OKABE_ITO[2]),
-        ("val/median_km", "median", OKABE_ITO[3]),
-    ]:
-        values = series(tag)
-        if len(values):
-            km.plot(values.index, values.to_numpy(), marker="o", label=label, color=colour)
     km.set(xlabel="epoch", ylabel="validation error (km)", title="Validation error")
     for ax in (loss, km):
         ax.legend(fontsize=8)
