@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,6 +91,34 @@ def _headless_kernels():
             os.environ[HEADLESS_ENV] = before
 
 
+class _CtrlC:
+    pressed = False
+
+
+@contextlib.contextmanager
+def _noting_ctrl_c():
+    """Remember a Ctrl-C (then raise KeyboardInterrupt as usual), so that an interrupt that
+    reaches us dressed as another exception is still reported as an interrupt."""
+    noted = _CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum, frame):
+        noted.pressed = True
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(
     settings: Settings,
     runs_root: str | Path = "runs",
@@ -124,7 +154,7 @@ def run(
             print(f"[{number}/{len(STEPS)}] {step}", flush=True)
         started = time.perf_counter()
         try:
-            with _headless_kernels():
+            with _headless_kernels(), _noting_ctrl_c() as ctrl_c:
                 papermill.execute_notebook(
                     str(notebooks / f"{step}.ipynb"),
                     str(output),
@@ -138,13 +168,18 @@ def run(
         except KeyboardInterrupt:
             raise Interrupted(step) from None
         except papermill.PapermillExecutionError as exc:
-            if exc.ename == "KeyboardInterrupt":
+            if exc.ename == "KeyboardInterrupt" or ctrl_c.pressed:
                 raise Interrupted(step) from None
             reason = str(exc.evalue).splitlines()[0] if exc.evalue else ""
             raise StepFailed(
                 f"step {step} failed in cell {exc.exec_count}: {exc.ename}: {reason}"
                 f"; the partial notebook is {output}"
             ) from None
+        except Exception:
+            # Ctrl-C can surface from inside the kernel client's event loop as another error.
+            if ctrl_c.pressed:
+                raise Interrupted(step) from None
+            raise
         done.append(step)
         mark_completed(run_dir, done)
         if stream:
