@@ -142,18 +142,22 @@ def projection_figure(table: pd.DataFrame, crs: str, synthetic: bool = False):
     return fig
 
 
+def _draw_views(axes, row, size: int, caption: str, titled: bool) -> None:
+    """One location's four views into the first four of `axes`, captioned under the first."""
+    views = decode_location(row.dataset_dir, row.uuid, size)
+    for j in range(len(VIEWS)):
+        axes[j].imshow(views[j])
+        axes[j].set_axis_off()
+        axes[j].set_title(VIEW_NAMES[j] if titled else "", fontsize=9)
+    axes[0].text(0, -0.08, caption, transform=axes[0].transAxes, fontsize=8, va="top")
+
+
 def views_figure(rows: pd.DataFrame, size: int = 128, captions: list[str] | None = None):
     """Rows of four views (N, E, S, W) for the given locations (uuid, dataset_dir)."""
     n = len(rows)
     fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
     for i, row in enumerate(rows.itertuples(index=False)):
-        views = decode_location(row.dataset_dir, row.uuid, size)
-        for j in range(len(VIEWS)):
-            axes[i, j].imshow(views[j])
-            axes[i, j].set_axis_off()
-            axes[i, j].set_title(VIEW_NAMES[j] if i == 0 else "", fontsize=9)
-        caption = captions[i] if captions else row.uuid
-        axes[i, 0].text(0, -0.08, caption, transform=axes[i, 0].transAxes, fontsize=8, va="top")
+        _draw_views(axes[i], row, size, captions[i] if captions else row.uuid, titled=i == 0)
     fig.tight_layout()
     return fig
 
@@ -168,15 +172,8 @@ def worst_figure(rows: pd.DataFrame, border: BaseGeometry, size: int = 128, head
         n, 5, figsize=(11, 2.2 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]}
     )
     for i, row in enumerate(rows.itertuples(index=False)):
-        views = decode_location(row.dataset_dir, row.uuid, size)
-        for j in range(len(VIEWS)):
-            axes[i, j].imshow(views[j])
-            axes[i, j].set_axis_off()
-            axes[i, j].set_title(VIEW_NAMES[j] if i == 0 else "", fontsize=9)
-        axes[i, 0].text(
-            0, -0.08, f"{row.uuid[:8]}: {row.error_km:.0f} km off",
-            transform=axes[i, 0].transAxes, fontsize=8, va="top",
-        )  # fmt: skip
+        caption = f"{row.uuid[:8]}: {row.error_km:.0f} km off"
+        _draw_views(axes[i], row, size, caption, titled=i == 0)
         where = axes[i, 4]
         draw_border(border, where)
         where.plot([row.true_lon, row.pred_lon], [row.true_lat, row.pred_lat], c="#444", lw=1)
