@@ -104,6 +104,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .launch import die_with_parent
+    from .runfit import check_inputs, fit_run
+    from .runs import CONFIG_NAME
+
+    die_with_parent()
+    run_dir = args.run_dir.absolute()
+    check_inputs(run_dir)
+    settings = load_settings(run_dir / CONFIG_NAME)  # the run's settings, as recorded
+    summary = fit_run(settings, run_dir)
+    if summary is not None:
+        print(f"wrote checkpoints, predictions.csv and training.json to {run_dir}", flush=True)
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from .pipeline import Interrupted
     from .sweeps import run_sweep, table
@@ -295,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep-index", type=int, metavar="I", help="run only sweep member I (from 0)"
     )
     run.set_defaults(run=_run)
+
+    fit = commands.add_parser(
+        "train", help="step 04 alone: fit, test and predict a run (what torchrun and srun start)"
+    )
+    fit.add_argument(
+        "--run-dir", type=Path, required=True, metavar="RUN_DIR", help="a run with steps 01-03 done"
+    )
+    fit.set_defaults(run=_train)
 
     config = commands.add_parser("config", help="check a config and print its resolved settings")
     config.add_argument("config", type=Path, nargs="?", metavar="CONFIG")

@@ -43,8 +43,27 @@ RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
 NO_TRAIN_SHAPE = {
     # Settings that change how fast or how loudly a fit runs, never what it computes.
-    "num_workers", "image_cache_dir", "progress_bar", "log_every_n_steps", "resume",
-}  # fmt: skip
+    "num_workers",
+    "image_cache_dir",
+    "progress_bar",
+    "log_every_n_steps",
+    "resume",
+}
+# Not in NO_TRAIN_SHAPE: devices, num_nodes and strategy change the batches each process
+# sees (and so the result), so a fit resumes only with the same number of processes.  # fmt: skip
+
+# Strategies a fit can use, and why the others cannot: the fit runs as a script process
+# (geoguesser train), its checkpoints are whole state dicts, and the feature cache and the
+# frozen phase assume every process holds the whole model.
+STRATEGIES = ("auto", "ddp")
+STRATEGY_PROBLEMS = {
+    "ddp_notebook": "fork-based, for notebook kernels; the fit runs as its own process: use ddp",
+    "ddp_fork": "fork-based, breaks once CUDA is touched before the fork: use ddp",
+    "ddp_spawn": "re-imports everything in each process and cannot span nodes: use ddp",
+    "ddp_find_unused_parameters_true": "use ddp (the frozen phase sets this itself)",
+    "fsdp": "shards the model, which the feature cache and the checkpoints do not expect",
+    "deepspeed": "shards the model, which the feature cache and the checkpoints do not expect",
+}
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -238,7 +257,12 @@ class TrainSettings(Section):
     snap_to_land: bool = Field(False, description="move predictions at sea onto land")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu, mps")
     devices: int | str = Field("auto", description="devices per node: a number, or auto")
-    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ...")
+    num_nodes: PositiveInt = Field(
+        1, description="machines the fit spans, each running `devices` processes (DDP)"
+    )
+    strategy: str = Field(
+        "auto", description="auto (one process per device: ddp when there are several) or ddp"
+    )
     precision: Literal[PRECISIONS] = Field("32-true", description="Lightning precision")
     channels_last: bool = Field(False, description="channels-last memory format (GPU speed)")
     compile: bool = Field(False, description="torch.compile the backbone")
@@ -271,6 +295,23 @@ class TrainSettings(Section):
             return devices
         raise ValueError(f"expected a positive number of devices or auto (got {devices!r})")
 
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, strategy: str) -> str:
+        if strategy in STRATEGIES:
+            return strategy
+        family = next((k for k in STRATEGY_PROBLEMS if strategy.startswith(k)), None)
+        reason = STRATEGY_PROBLEMS.get(family, "not one geoguesser fits with")
+        raise ValueError(f"{strategy!r}: {reason} (choose {' or '.join(STRATEGIES)})")
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_is_not_a_setting(cls, extra: dict) -> dict:
+        named = sorted(set(extra) & set(cls.model_fields))
+        if named:
+            raise ValueError(f"{named[0]} is a setting of its own: use train.{named[0]}")
+        return extra
+
     @field_validator("limit_train_batches", "limit_val_batches", mode="before")
     @classmethod
     def _batch_limit(cls, limit):
@@ -301,6 +342,8 @@ class TrainSettings(Section):
     def _mean_with_std(self) -> TrainSettings:
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std go together: give both, or neither")
+        if self.num_nodes > 1 and self.strategy != "ddp":
+            raise ValueError("num_nodes above 1 needs strategy ddp")
         return self
 
     def shaping(self) -> dict:

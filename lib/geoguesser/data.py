@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch import distributed
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, pretrained_normalization
 from .config import TrainSettings
@@ -176,6 +177,25 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
+class EvalShard(DistributedSampler):
+    """Process r of W evaluates locations r, r + W, r + 2W, ...: each exactly once in all.
+
+    Lightning's own distributed sampler pads the shards with repeated locations so that
+    every process gets as many; validation and test would count those twice. Being a
+    DistributedSampler, this one is left in place by Lightning; the shards may differ by
+    one location, and metrics.GeoErrors gathers shards of any length.
+    """
+
+    def __init__(self, dataset: Dataset):
+        super().__init__(dataset, shuffle=False, drop_last=False)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
 class GeoDataModule(pl.LightningDataModule):
     """Train/val/test loaders over the enriched table, with optional image and feature caches.
 
@@ -236,11 +256,18 @@ class GeoDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = self._dataset(split, epoch)
+        if shuffle:
+            # Seeded per epoch: the order is reproducible, also after a resume or a reload.
+            # Under DDP Lightning hands each process every W-th index of this order.
+            sampler = EpochShuffle(len(dataset), self.settings.seed + epoch)
+        elif distributed.is_available() and distributed.is_initialized():
+            sampler = EvalShard(dataset)
+        else:
+            sampler = None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            # Seeded per epoch: the order is reproducible, also after a resume or a reload.
-            sampler=EpochShuffle(len(dataset), self.settings.seed + epoch) if shuffle else None,
+            sampler=sampler,
             num_workers=self._workers(dataset),
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),

@@ -5,11 +5,14 @@ GPU it is what training waits for. Each view is decoded once, with the JPEG deco
 reduced-size mode (DCT scaling) before the final resize, and later epochs and later runs
 read the array. A fingerprint of every view file's size and modification time invalidates
 the cache when the images change; the array is written under a temporary name and renamed,
-so an interrupted build never looks complete.
+so an interrupted build never looks complete. Processes opening the same cache at once
+(the ranks of a fit started by torchrun or srun) take turns on a lock file beside it: the
+first builds, the others then find it complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +21,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and no multi-process fits either
+    fcntl = None
 
 from .atomic import atomic_path, write_text
 from .datasets import VIEWS, view_paths
@@ -83,14 +91,30 @@ class ImageCache:
             "n_locations": len(uuids),
             "fingerprint": fingerprint(dataset_dir, uuids),
         }
-        if meta_path.exists() and array_path.exists():
-            stored = json.loads(meta_path.read_text())
-            if {k: stored.get(k) for k in meta} == meta and stored.get("uuids") == uuids:
-                return cls(np.load(array_path, mmap_mode="r"), uuids)
-        meta_path.unlink(missing_ok=True)  # from here on, the old cache is invalid
-        _build(array_path, dataset_dir, uuids, size, workers, progress)
-        write_text(meta_path, json.dumps({**meta, "uuids": uuids}))
-        return cls(np.load(array_path, mmap_mode="r"), uuids)
+        with _locked(stem.with_suffix(".lock")):
+            if meta_path.exists() and array_path.exists():
+                stored = json.loads(meta_path.read_text())
+                if {k: stored.get(k) for k in meta} == meta and stored.get("uuids") == uuids:
+                    return cls(np.load(array_path, mmap_mode="r"), uuids)
+            meta_path.unlink(missing_ok=True)  # from here on, the old cache is invalid
+            _build(array_path, dataset_dir, uuids, size, workers, progress)
+            write_text(meta_path, json.dumps({**meta, "uuids": uuids}))
+            return cls(np.load(array_path, mmap_mode="r"), uuids)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` (created, never removed: removing it would race)."""
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build(

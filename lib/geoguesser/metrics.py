@@ -18,11 +18,13 @@ THRESHOLDS_KM = (1, 5, 25, 50, 100)
 
 
 class GeoErrors(Metric):
-    """Mean and median km, share within 1, 5, 25, 50 and 100 km, and the mean GeoScore.
+    """How many locations, mean and median km, share within 1, 5, 25, 50 and 100 km, GeoScore.
 
     `update(pred, target)` takes (N, 2) latitude/longitude in degrees (tensors or arrays);
     the great-circle errors are kept (a median needs them all), computed in float64 where
     the device has it. `compute()` returns a dict keyed as the run's files and logs name them.
+    Under DDP the errors of every process are gathered (`cat`; shards of different lengths
+    are fine), so `n` counts each location of the split once when the shards are disjoint.
     """
 
     full_state_update = False
@@ -39,9 +41,13 @@ class GeoErrors(Metric):
         self.errors.append(haversine_km_torch(target[:, 0], target[:, 1], pred[:, 0], pred[:, 1]))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        errors = dim_zero_cat(self.errors) if self.errors else torch.zeros(0, device=self.device)
+        # A list of batches here, or one tensor once synced across processes.
+        errors = (
+            dim_zero_cat(self.errors) if len(self.errors) else torch.zeros(0, device=self.device)
+        )
         median = errors.quantile(0.5) if errors.numel() else errors.mean()  # nan when empty
-        result = {"mean_km": errors.mean(), "median_km": median}
+        n = torch.tensor(float(errors.numel()), device=self.device)
+        result = {"n": n, "mean_km": errors.mean(), "median_km": median}
         result.update({f"acc_{t}km": (errors <= t).float().mean() for t in THRESHOLDS_KM})
         result["geoscore"] = (5000 * torch.exp(-10 * errors / self.diagonal_km)).mean()
         return result
@@ -51,7 +57,9 @@ def summarize(pred, target, diagonal_km: float) -> dict[str, float]:
     """GeoErrors of one set of predictions as plain floats, plus their number `n`."""
     metric = GeoErrors(diagonal_km)
     metric.update(pred, target)
-    return {"n": len(pred), **{key: float(value) for key, value in metric.compute().items()}}
+    result = {key: float(value) for key, value in metric.compute().items()}
+    result["n"] = len(pred)
+    return result
 
 
 def mean_location(lat, lon, crs: str = DEFAULT_CRS) -> tuple[float, float]:

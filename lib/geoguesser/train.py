@@ -7,6 +7,12 @@ returns the numbers. A fit killed at any moment and resumed ends where an uninte
 does: checkpoints are written atomically, each batch draws its random numbers from
 (seed, epoch, batch), the shuffle from (seed, epoch) (data.EpochShuffle), and per-epoch
 schedulers step before the epoch's checkpoint is written (finetuning.EpochSchedulers).
+
+Several processes (DDP, `devices` x `num_nodes`) each run this same function, as the
+command `geoguesser train` (see runfit.py, launch.py): each trains on its share of the
+batches; validation and test give each process a disjoint share of the locations with no
+duplicates (data.EvalShard) and gather the errors, so their metrics count every location
+exactly once; only rank 0 writes checkpoints, logs and lines.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from lightning_fabric.utilities.seed import seed_everything
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -48,6 +55,7 @@ class TrainResult:
     val: dict
     test: dict
     epochs: int
+    processes: int = 1
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -150,10 +158,21 @@ def clear_checkpoints(directory: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def several_processes(settings: TrainSettings) -> bool:
+    """Whether the fit runs as several processes (Lightning then picks DDP for `auto`)."""
+    if settings.strategy == "ddp" or settings.num_nodes > 1:
+        return True
+    if settings.devices == "auto":
+        gpu = settings.accelerator in ("auto", "gpu", "cuda")
+        return gpu and torch.cuda.device_count() > 1
+    return settings.devices > 1
+
+
 def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callback]) -> pl.Trainer:
     strategy = settings.strategy
-    if strategy == "ddp" and settings.freeze_epochs > 0:
-        # Frozen epochs leave the backbone without gradients; DDP must be told to expect that.
+    if several_processes(settings) and settings.freeze_epochs > 0:
+        # The frozen epochs give the backbone no gradients (with the feature cache it is not
+        # even run); DDP must be told to expect parameters without them.
         strategy = "ddp_find_unused_parameters_true"
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -176,6 +195,7 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
         max_epochs=settings.max_epochs,
         accelerator=settings.accelerator,
         devices=settings.devices,
+        num_nodes=settings.num_nodes,
         strategy=strategy,
         precision=settings.precision,
         callbacks=[
@@ -232,18 +252,28 @@ def train(
     last = run_dir / "checkpoints" / "last.ckpt"
     resume_from = None
     if last.exists():
+        # Every process decides alike from the same file; none writes a checkpoint before
+        # all have joined the fit, and only rank 0 clears and says.
         resume, line = resumable(last, fingerprint, settings.max_epochs)
         if resume and settings.resume:
             resume_from = str(last)
-        else:
+        elif rank_zero_only.rank == 0:
             if resume:
                 line = "starting the fit afresh: train.resume is false"
             clear_checkpoints(last.parent)
-        print(line, flush=True)
+        if rank_zero_only.rank == 0:
+            print(line, flush=True)
     model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
     if settings.feature_cache and settings.freeze_epochs > 0:
         datamodule.serve_features_of(model.net)
     trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])
+    for split in ("val", "test"):
+        n = len(datamodule.datasets[split])
+        if 0 < n < trainer.world_size:
+            raise UserError(
+                f"the {split} split has {n} location(s), fewer than the {trainer.world_size} "
+                "training processes: use more locations or fewer devices"
+            )
     # TensorBoard's HPARAMS tab: the user's training settings, and the best validation mean
     # km as hp_metric once the fit is over (the model's hyper-parameters are for checkpoints).
     hparams = settings.model_dump(mode="json")
@@ -258,4 +288,4 @@ def train(
     if len(datamodule.datasets["test"]):
         trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
         test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    return TrainResult(model, best, last, val, test, trainer.current_epoch)
+    return TrainResult(model, best, last, val, test, trainer.current_epoch, trainer.world_size)
