@@ -121,6 +121,25 @@ def training_on(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
             "--out", str(tmp / "points.csv")]  # fmt: skip
 
 
+def config_with(*overrides: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        settings = [f"data.dataset_dirs=[{ds}]", *overrides]
+        return [
+            "config",
+            str(REPO / "configs/demo.yaml"),
+            *[a for o in settings for a in ("--set", o)],
+        ]
+
+    return case
+
+
+def fit_of(make_run_dir):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        return ["train", "--run-dir", str(make_run_dir(ds, tmp))]
+
+    return case
+
+
 CASES = {
     "a view declaring 30000 x 30000 pixels": validate_after(
         lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 30000, 30000))
@@ -164,6 +183,14 @@ CASES = {
     "a checkpoint of random bytes": predict_checkpoint(os.urandom(4096)),
     "a checkpoint holding code (a pickled function)": predict_checkpoint(
         pickle.dumps({"x": print})
+    ),
+    "a fit strategy that cannot work": config_with("train.strategy=fsdp"),
+    "several nodes without DDP": config_with("train.num_nodes=2"),
+    "`--run-dir` a dataset, not a run": fit_of(lambda ds, tmp: ds),
+    "`--run-dir` a run without steps 01-03": fit_of(
+        lambda ds, tmp: (
+            (tmp / "run").mkdir() or (tmp / "run" / ".geoguesser-run").touch() or tmp / "run"
+        )
     ),
     "`--out` a dataset the downloader did not make": download(into_dataset=True),
     "`--concurrency 0`": download("--concurrency", "0"),

@@ -69,7 +69,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .pipeline import Interrupted, StepFailed, run
-    from .runs import result_line
+    from .runs import is_finished, result_line
 
     if args.sweep:
         return _sweep(args)
@@ -85,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
             notebook_dir=args.notebooks,
             config_file=args.config,
             overrides=args.set,
+            stop_after=args.stop_after,
         )
     except StepFailed as failure:
         print(f"geoguesser run: {failure}", file=sys.stderr)
@@ -92,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     except Interrupted as interrupted:
         print(f"geoguesser run: {interrupted}", file=sys.stderr)
         return 130
+    if args.stop_after is not None and not is_finished(run_dir):
+        print(f"run stopped after step {args.stop_after}: {run_dir}")
+        return 0
     print(f"run finished: {run_dir}")
     print(result_line(run_dir))
     for name, hint in [
@@ -296,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--from", dest="start_from", metavar="NN", help="start at step NN, reusing earlier outputs"
+    )
+    run.add_argument(
+        "--to",
+        dest="stop_after",
+        metavar="NN",
+        help="stop after step NN (e.g. --to 03, then the fit on a cluster, then --from 05)",
     )
     run.add_argument(
         "--notebooks", type=Path, metavar="DIR", help="notebooks to run (default: this checkout's)"

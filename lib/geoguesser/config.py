@@ -268,7 +268,7 @@ class TrainSettings(Section):
     compile: bool = Field(False, description="torch.compile the backbone")
     seed: int = Field(0, description="seed of initialization, shuffling and augmentation")
     resume: bool = Field(True, description="continue an interrupted fit of the same settings")
-    progress_bar: bool = Field(True, description="Lightning's progress bar (interactive only)")
+    progress_bar: bool = Field(True, description="Lightning's progress bar (in a terminal only)")
     log_every_n_steps: PositiveInt = Field(10, description="TensorBoard logging interval")
     limit_train_batches: int | float | None = Field(
         None, description="train on this many batches (or share) per epoch; null: all"

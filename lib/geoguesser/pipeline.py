@@ -128,6 +128,7 @@ def run(
     config_file: str | Path | None = None,
     overrides: list[str] | tuple = (),
     stream: bool = True,
+    stop_after: str | None = None,
 ) -> Path:
     """Execute the steps into `runs_root/<settings.name>`; returns the run folder.
 
@@ -140,7 +141,10 @@ def run(
     run_dir = run_folder(runs_root, settings.name)
     first = step_index(start_from)
     prepare(run_dir, first, overwrite)
-    steps = STEPS[first:]
+    last = len(STEPS) - 1 if stop_after is None else step_index(stop_after)
+    if last < first:
+        raise UserError(f"--to {stop_after}: comes before the first step to run, {STEPS[first]}")
+    steps = STEPS[first : last + 1]
     record_invocation(
         run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
     )

@@ -39,8 +39,11 @@ def check_inputs(run_dir: Path) -> None:
         )
 
 
-def fit_run(settings: Settings, run_dir: str | Path) -> dict | None:
-    """Fit and test the run's model; rank 0 writes the outputs and returns the summary."""
+def fit_run(settings: Settings, run_dir: str | Path, callbacks: list | None = None) -> dict | None:
+    """Fit and test the run's model; rank 0 writes the outputs and returns the summary.
+
+    `callbacks` go to the Trainer (as for `train.train`).
+    """
     from .borders import load_border
     from .geo import MinMaxScaler
     from .grid import read_cells
@@ -57,7 +60,7 @@ def fit_run(settings: Settings, run_dir: str | Path) -> dict | None:
     if rank_zero_only.rank == 0:  # an earlier fit's results must not pass for this one's
         for name in (SUMMARY_NAME, PREDICTIONS_NAME):
             (run_dir / name).unlink(missing_ok=True)
-    result = train(settings.train, table, cells, scaler, run_dir, border=border)
+    result = train(settings.train, table, cells, scaler, run_dir, border, callbacks)
     if rank_zero_only.rank != 0:
         return None
     model = load_checkpoint(result.best_checkpoint)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ def resumable(last: Path, fingerprint: str, max_epochs: int) -> tuple[bool, str]
     """Whether `last` continues this fit, and the line that says what happens."""
     try:
         checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:  # removed by rank 0 meanwhile: it starts afresh, and so do we
+        return False, f"starting the fit afresh: {last.name} was removed"
     except Exception:  # truncated, zip or unpickling errors: the file cannot be trusted
         raise UserError(
             f"{last}: damaged checkpoint, not resumable; delete it to start the fit afresh"
@@ -190,7 +193,9 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
         )
         if value is not None
     }
-    bar = settings.progress_bar and not headless()
+    # A bar redraws one line: only a terminal shows it as such (piped, it would garble the
+    # epoch lines, which share standard output with it).
+    bar = settings.progress_bar and not headless() and sys.stdout.isatty()
     return pl.Trainer(
         max_epochs=settings.max_epochs,
         accelerator=settings.accelerator,

@@ -1,0 +1,106 @@
+"""Two training processes on the CPU (DDP over gloo), as the README tells users to run them.
+
+The demo-sized tiny data goes through `geoguesser run` with `devices: 2`, `strategy: ddp`
+and a frozen phase; the fit is the child process `geoguesser train`, which Lightning runs
+once more for rank 1. Validation and test must count each location once (the split sizes
+here are odd, so a padding sampler would repeat one); a fit killed with SIGKILL resumes
+to the same numbers as the uninterrupted one.
+"""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import geoguesser, set_args, tiny_overrides
+
+TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]
+# 80 locations: 61 train, 9 val, 10 test; 9 shards unevenly over two processes.
+SPLIT = ["split.fractions=[0.7625, 0.1125, 0.125]"]
+
+
+def fit_processes(run_dir: Path) -> list[int]:
+    """Processes still running a fit of `run_dir` (there must be none once a run is over)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"train" in command and str(run_dir).encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_data, checkout):
+    data, cache = tiny_data
+    overrides = [*tiny_overrides(data, cache, max_epochs=3), *TWO_PROCESSES, *SPLIT]
+    overrides.append("name=ddp")
+    result = geoguesser("run", "--config", "configs/demo.yaml", *set_args(overrides), cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    return checkout / "runs" / "ddp", result
+
+
+def test_two_processes_train_through_a_run_with_a_frozen_phase(ddp_run):
+    run_dir, result = ddp_run
+    lines = result.stdout.splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["processes"] == 2 and summary["epochs"] == 3
+    assert (run_dir / "metrics.json").is_file() and not fit_processes(run_dir)
+    assert "Traceback" not in result.stderr
+
+
+def test_validation_test_and_predictions_count_each_location_once(ddp_run):
+    run_dir, _ = ddp_run
+    table = pd.read_csv(run_dir / "enriched.csv", dtype={"uuid": str})
+    sizes = table.split.value_counts()
+    assert sizes["val"] % 2 == 1 or sizes["test"] % 2 == 1  # a padded shard would repeat one
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["val"]["val/n"] == sizes["val"] and summary["test"]["test/n"] == sizes["test"]
+    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"uuid": str})
+    held_out = table[table.split.isin(["val", "test"])]
+    assert predictions.uuid.is_unique and set(predictions.uuid) == set(held_out.uuid)
+    # The test metrics of the two processes are those of the best checkpoint's predictions,
+    # made in one process: the same locations, each once.
+    test = predictions[predictions.split == "test"]
+    assert summary["test"]["test/mean_km"] == pytest.approx(
+        test.error_km.mean(), rel=1e-6
+    )  # float32 outputs of other batches
+    assert summary["test"]["test/median_km"] == pytest.approx(
+        test.error_km.median(), rel=1e-6
+    )  # float32 outputs of other batches
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["n"] == sizes["test"]
+
+
+def test_a_killed_two_process_fit_resumes_to_the_uninterrupted_result(ddp_run, tmp_path):
+    run_dir, _ = ddp_run
+    copy = tmp_path / "ddp"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))
+    (copy / "training.json").unlink()
+    job = [sys.executable, str(Path(__file__).parent / "ddp_fit_job.py"), str(copy)]
+    # Killed in the second epoch, after its first batch: both processes, at once.
+    killed = subprocess.run([*job, "1", "0"], capture_output=True, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL and not (copy / "training.json").exists()
+    assert not fit_processes(copy)
+    resumed = geoguesser("train", "--run-dir", copy, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the fit after epoch 1 from " in resumed.stdout
+    assert [
+        line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")
+    ] == [
+        "2/3",
+        "3/3",
+    ]
+    again = json.loads((copy / "training.json").read_text())
+    first = json.loads((run_dir / "training.json").read_text())
+    assert again["val"] == pytest.approx(first["val"], rel=1e-6)
+    assert again["test"] == pytest.approx(first["test"], rel=1e-6)
