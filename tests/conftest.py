@@ -180,6 +180,20 @@ def geoguesser(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
     )
 
 
+def fit_processes(run_dir: Path) -> list[int]:
+    """Processes still running a fit of `run_dir` (there must be none once a run is over)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"train" in command and str(run_dir).encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     from geoguesser.synthetic import generate

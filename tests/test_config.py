@@ -126,13 +126,13 @@ def test_overrides_are_yaml_and_relative_paths_resolve_against_the_cwd(
             "train.tau_km=null",
             "grid.cell_km=25.5",
             "train.image_cache_dir=cache",
-            "train.extra.num_nodes=2",
+            "train.extra.accumulate_grad_batches=2",
         ],
     )
     assert settings.data.dataset_dirs == [labelled, other]
     assert settings.train.tau_km is None and settings.grid.cell_km == 25.5
     assert settings.train.image_cache_dir == tmp_path / "cache"
-    assert settings.train.extra == {"num_nodes": 2}
+    assert settings.train.extra == {"accumulate_grad_batches": 2}
     assert settings.name == "dev"  # no config file to name it after
 
 
@@ -170,3 +170,17 @@ def test_config_command_prints_resolved_settings(labelled, tmp_path, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["train"]["max_epochs"] == 3 and printed["name"] == "config"
     assert printed["data"]["dataset_dirs"] == [str(labelled)]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.strategy=ddp_notebook", "train.strategy: 'ddp_notebook': fork-based"),
+        ("train.strategy=deepspeed_stage_2", "train.strategy: 'deepspeed_stage_2': shards"),
+        ("train.strategy=horovod", "train.strategy: 'horovod': not one geoguesser fits with"),
+        ("train.extra.num_nodes=2", "train.extra: num_nodes is a setting of its own"),
+    ],
+)
+def test_a_fit_that_cannot_work_is_one_line_before_the_run(labelled, override, message):
+    with pytest.raises(UserError, match=f"^{re.escape(message)}"):
+        load_settings(None, [f"data.dataset_dirs=[{labelled}]", override])

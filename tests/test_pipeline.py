@@ -20,7 +20,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CLONE_MARK, LUMEN_SAMPLE, REPO, geoguesser, set_args, tiny_overrides
+from conftest import (
+    CLONE_MARK,
+    LUMEN_SAMPLE,
+    REPO,
+    fit_processes,
+    geoguesser,
+    set_args,
+    tiny_overrides,
+)
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
@@ -288,6 +296,7 @@ def test_ctrl_c_during_training_is_one_line_and_the_run_continues(tmp_path, tiny
     assert err.strip().splitlines()[-1] == "geoguesser run: interrupted; continue with --from 04"
     assert "Traceback" not in err
     run_dir = tmp_path / "runs" / "stopped"
+    assert not fit_processes(run_dir)  # the fit process went with the run
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert not (run_dir / "metrics.json").exists()
     resumed = geoguesser("run", *arguments, "--from", "04", cwd=checkout)

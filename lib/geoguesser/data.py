@@ -9,6 +9,7 @@ with the network it was handed, and drops it when the backbone is unfrozen.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch import distributed
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, pretrained_normalization
 from .config import TrainSettings
@@ -159,22 +160,30 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     return (images * brightness[:, None, None, None, None]).clamp(0, 1)
 
 
-class EpochShuffle(Sampler[int]):
-    """A permutation decided by (seed, epoch) alone, however often the loader is iterated.
+class EpochShuffle(DistributedSampler):
+    """A permutation decided by (seed, epoch) alone, however often the loader is iterated;
+    process `rank` of `world` takes every world-th location of it.
 
     A DataLoader's own generator advances each time an iterator is made (Lightning makes an
-    extra one when it resumes a fit), so the order would depend on history.
+    extra one when it resumes a fit), so the order would depend on history. Under DDP the
+    permutation is padded with its first locations to a multiple of `world` (every process
+    must take as many steps); being a DistributedSampler, Lightning leaves it in place
+    rather than wrapping it in a sampler of its own, whose order differed after a resume.
     """
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed = size, seed
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
+        # No DistributedSampler.__init__: it wants a dataset and an initialized process group.
+        self.size, self.seed, self.rank, self.num_replicas = size, seed, rank, world
+        self.epoch = 0  # Lightning's set_epoch writes here; the seed already holds the epoch
 
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / self.num_replicas)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        order += order[: len(self) * self.num_replicas - self.size]
+        return iter(order[self.rank :: self.num_replicas])
 
 
 class EvalShard(DistributedSampler):
@@ -256,14 +265,15 @@ class GeoDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         dataset = self._dataset(split, epoch)
+        several = distributed.is_available() and distributed.is_initialized()
         if shuffle:
             # Seeded per epoch: the order is reproducible, also after a resume or a reload.
-            # Under DDP Lightning hands each process every W-th index of this order.
-            sampler = EpochShuffle(len(dataset), self.settings.seed + epoch)
-        elif distributed.is_available() and distributed.is_initialized():
-            sampler = EvalShard(dataset)
+            rank, world = (
+                (distributed.get_rank(), distributed.get_world_size()) if several else (0, 1)
+            )
+            sampler = EpochShuffle(len(dataset), self.settings.seed + epoch, rank, world)
         else:
-            sampler = None
+            sampler = EvalShard(dataset) if several else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
