@@ -2,7 +2,8 @@
 
 A headless run (`geoguesser run`) streams each notebook's printed lines to the terminal;
 a bar redrawn with carriage returns or a widget would arrive there as noise, so under
-`geoguesser run` (which sets GEOGUESSER_HEADLESS=1 for its kernels) a loop reports a line at
+`geoguesser run` (which sets GEOGUESSER_HEADLESS=1 for its kernels) and in the fit process
+step 04 starts (launch.py; its output is streamed line by line) a loop reports a line at
 every tenth of its length instead.
 """
 
