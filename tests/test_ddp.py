@@ -90,3 +90,35 @@ def test_a_killed_two_process_fit_resumes_to_the_uninterrupted_result(ddp_run, t
     first = json.loads((run_dir / "training.json").read_text())
     assert again["val"] == first["val"]
     assert again["test"] == first["test"]
+
+
+def test_torchrun_starts_the_same_fit_as_the_run(ddp_run, tmp_path):
+    # The README's cluster recipe on one machine: the run prepared, torchrun starts the fit.
+    run_dir, _ = ddp_run
+    copy = tmp_path / "ddp"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))
+    (copy / "training.json").unlink()
+    torchrun = Path(sys.executable).parent / "torchrun"
+    fit = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "geoguesser.cli", "train",
+         "--run-dir", str(copy)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    again = json.loads((copy / "training.json").read_text())
+    first = json.loads((run_dir / "training.json").read_text())
+    assert again["val"] == first["val"] and again["test"] == first["test"]
+
+
+def test_a_run_stops_after_the_step_asked(tiny_data, checkout, tmp_path):
+    data, cache = tiny_data
+    arguments = ["run", "--config", "configs/demo.yaml", "--runs", tmp_path]
+    arguments += set_args([*tiny_overrides(data, cache), "name=half"])
+    stopped = geoguesser(*arguments, "--to", "01", cwd=checkout)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "run stopped after step 01" in stopped.stdout
+    assert (tmp_path / "half" / "locations.csv").is_file()
+    assert not (tmp_path / "half" / "cells.geojson").exists()
+    backwards = geoguesser(*arguments, "--from", "02", "--to", "01", cwd=checkout)
+    assert backwards.returncode == 2
+    assert "--to 01: comes before the first step to run, 02-grid" in backwards.stderr

@@ -140,10 +140,10 @@ def run(
     notebooks = notebooks_of(notebook_dir)
     run_dir = run_folder(runs_root, settings.name)
     first = step_index(start_from)
-    prepare(run_dir, first, overwrite)
-    last = len(STEPS) - 1 if stop_after is None else step_index(stop_after)
+    last = len(STEPS) - 1 if stop_after is None else step_index(stop_after, "--to")
     if last < first:
         raise UserError(f"--to {stop_after}: comes before the first step to run, {STEPS[first]}")
+    prepare(run_dir, first, overwrite)
     steps = STEPS[first : last + 1]
     record_invocation(
         run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)

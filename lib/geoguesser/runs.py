@@ -107,12 +107,12 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / FINISHED_NAME).is_file()
 
 
-def step_index(start_from: str | None) -> int:
+def step_index(start_from: str | None, option: str = "--from") -> int:
     if start_from is None:
         return 0
     matches = [i for i, step in enumerate(STEPS) if step.startswith(start_from)]
     if len(matches) != 1:
-        raise UserError(f"--from {start_from!r}: choose one of {', '.join(s[:2] for s in STEPS)}")
+        raise UserError(f"{option} {start_from!r}: choose one of {', '.join(s[:2] for s in STEPS)}")
     return matches[0]
 
 
