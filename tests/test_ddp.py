@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import fit_processes, geoguesser, set_args, tiny_overrides
+from geoguesser.config import load_settings
+from geoguesser.launch import launch_fit
 
 TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]
 # 80 locations: 61 train, 9 val, 10 test; 9 shards unevenly over two processes.
@@ -122,3 +125,20 @@ def test_a_run_stops_after_the_step_asked(tiny_data, checkout, tmp_path):
     backwards = geoguesser(*arguments, "--from", "02", "--to", "01", cwd=checkout)
     assert backwards.returncode == 2
     assert "--to 01: comes before the first step to run, 02-grid" in backwards.stderr
+
+
+def test_an_interrupted_notebook_cell_stops_every_fit_process(ddp_run, tmp_path):
+    run_dir, _ = ddp_run
+    copy = tmp_path / "ddp"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["train"]["max_epochs"] = 30
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+
+    def say(line: str) -> None:  # Ctrl-C or the kernel's interrupt, as the cell streams
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        launch_fit(load_settings(copy / "config.yaml"), copy, say)
+    assert not fit_processes(copy) and (copy / "checkpoints" / "last.ckpt").exists()
