@@ -33,6 +33,7 @@ from .datasets import check_views
 from .errors import UserError
 from .finetuning import EpochSchedulers, FreezeThenUnfreeze
 from .geography import Geography
+from .lr_finder import settle_lr
 from .model import GeoLocator
 from .progress import headless
 
@@ -240,6 +241,7 @@ def train(
                 line = "starting the fit afresh: train.resume is false"
             clear_checkpoints(last.parent)
         print(line, flush=True)
+    settings = settle_lr(settings, datamodule, geography, run_dir, resume_from)  # train.lr_find
     model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
     if settings.feature_cache and settings.freeze_epochs > 0:
         datamodule.serve_features_of(model.net)
