@@ -3,7 +3,9 @@
 import asyncio
 import io
 import socket
+from pathlib import Path
 
+import browser
 import httpx
 import numpy as np
 import pytest
@@ -207,3 +209,30 @@ def test_bad_command_lines_are_one_line_exit_2(models, tmp_path, capsys):
             assert main(["serve", "--port", str(free_port()), *args]) == 2, args
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and err[0].startswith("geoguesser serve: ") and message in err[0]
+
+
+@pytest.mark.skipif(not Path(browser.CHROMIUM).exists(), reason="needs chromium")
+def test_the_page_in_headless_chromium_shows_the_guess_with_no_network(models, tmp_path):
+    port = free_port()
+    server = browser.serve_in_background(models / "mean.ckpt", port)
+
+    async def script(page):
+        text = await page.evaluate(browser.send_photos_js([jpeg(1), jpeg(2)]))
+        shaded = await page.evaluate("document.querySelectorAll('#result tr').length")
+        loaded = await page.evaluate("typeof L === 'object' && !!document.querySelector('canvas')")
+        await browser.screenshot(page, tmp_path / "page.png")
+        return text, shaded, loaded, page.requested
+
+    try:
+        text, rows, loaded, requested = asyncio.run(
+            browser.open_page(f"http://127.0.0.1:{port}/", script)
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert text.startswith("guess ") and "expected error" in text and "2 view(s)" in text
+    assert rows == 4 and loaded  # a header and three cells; Leaflet drew its canvas
+    own = f"http://127.0.0.1:{port}/"
+    assert [url for url in requested if not url.startswith((own, "data:", "blob:"))] == []
+    with Image.open(tmp_path / "page.png") as shot:
+        assert shot.size == (1200, 720)
