@@ -129,13 +129,13 @@ async def screenshot(page: Page, out: Path) -> Path:
     return out
 
 
-def serve_in_background(checkpoint: Path, port: int) -> subprocess.Popen:
-    """`geoguesser serve` as its own process; returns once /health answers."""
+def serve_in_background(checkpoint: Path, port: int, extra=()) -> subprocess.Popen:
+    """`geoguesser serve` (with `extra` options) as its own process, once /health answers."""
     import urllib.request
 
     process = subprocess.Popen(
         [sys.executable, "-m", "geoguesser.cli", "serve", "--checkpoint", str(checkpoint),
-         "--port", str(port)],
+         "--port", str(port), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -5,8 +5,8 @@ places them, with its expected error and likeliest cells; GET /models lists what
 serve, GET /health says it is up, GET / is a page to drop photographs on and see the guess
 on a map, with no network (Leaflet and the border are inlined, as in the error maps).
 
-Uploads are read into memory, capped, and never written to disk. Requests are decoded on
-the request's own task and handed to one `MicroBatcher`, which waits a few milliseconds for
+Uploads are read into memory, capped, and never written to disk. Each request's photographs
+are decoded on a worker thread and handed to one `MicroBatcher`, which waits a few milliseconds for
 more requests and runs them through the model in one forward pass: the model sees one batch
 instead of many single locations, on a single thread so passes never fight for the cores.
 A client's mistake (not an image, too large, too many files, an unknown model) is a 4xx
@@ -29,6 +29,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 
 from .errors import UserError
 
@@ -334,10 +335,14 @@ def create_app(
         if problem:
             raise BadRequest(problem, 422)
         size = model.settings.image_size
-        views = [
-            decode_upload(await upload.read(), upload.filename or f"image {i + 1}", size)
+        contents = [
+            (await upload.read(), upload.filename or f"image {i + 1}")
             for i, upload in enumerate(uploads)
         ]
+        # Decoded on a worker thread (PIL lets go of the GIL), so the loop keeps accepting.
+        views = await run_in_threadpool(
+            lambda: [decode_upload(data, filename, size) for data, filename in contents]
+        )
         tensor = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).contiguous()
         return await batcher.submit(name or store.default, tensor)
 
