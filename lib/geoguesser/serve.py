@@ -514,12 +514,16 @@ def serve(
         raise UserError("give --checkpoint CKPT or --checkpoint-dir DIR (or both)")
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port}: not a port number (0 to 65535)")
-    store = ModelStore(checkpoint, checkpoint_dir)
+    sock = bind(host, port)  # first: the quickest check, and nothing is loaded yet
     try:
+        store = ModelStore(checkpoint, checkpoint_dir)
         store.get(None)  # the default model must load: a bad checkpoint is one line now
     except BadRequest as error:
+        sock.close()
         raise UserError(str(error)) from None
-    sock = bind(host, port)
+    except UserError:
+        sock.close()
+        raise
     app = create_app(store, top_k, wait_s, max_batch)
     where = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}/"
     print(f"serving {len(store.paths)} model(s), default {store.default}: {where}")
