@@ -267,7 +267,7 @@ async def read_form(request, max_bytes: int):
 
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise BadRequest(f"the request is larger than {max_bytes // 2**20} MB", 413)
+        raise BadRequest(f"the request is larger than {max_bytes / 2**20:.3g} MB", 413)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest(
             "send one to four photographs as a multipart form, in the field images", 415
@@ -276,7 +276,7 @@ async def read_form(request, max_bytes: int):
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:
-            raise BadRequest(f"the request is larger than {max_bytes // 2**20} MB", 413)
+            raise BadRequest(f"the request is larger than {max_bytes / 2**20:.3g} MB", 413)
 
     class InMemory(MultiPartParser):
         spool_max_size = max_bytes + 1  # the whole capped body fits: files never roll to disk
