@@ -245,6 +245,8 @@ _ERROR_LAYER_JS = """
   function colour(km) {
     return colours[Math.min(colours.length - 1, Math.floor(km / scale * (colours.length - 1)))];
   }
+  // the map pans a popup clear of the header box across the top
+  var popupOptions = {maxWidth: {{ this.strip_px + 40 }}, autoPanPaddingTopLeft: L.point(20, 70)};
   function popup(r) {
     var p = '<b>' + r[6] + '</b><br>error <b>' + r[4].toFixed(1) + ' km</b>'
       + '<br>truth ' + r[0].toFixed(4) + ', ' + r[1].toFixed(4)
@@ -269,7 +271,7 @@ _ERROR_LAYER_JS = """
         color: '#222222', fillColor: c, fillOpacity: 1});
       [line, guess, truth].forEach(function (layer) {
         layer.on('click', function (e) {
-          L.popup({maxWidth: {{ this.strip_px + 40 }}}).setLatLng(e.latlng)
+          L.popup(popupOptions).setLatLng(e.latlng)
             .setContent(popup(r)).openOn(map);
         });
         detail.addLayer(layer);
@@ -308,7 +310,7 @@ _ERROR_LAYER_JS = """
   var found = rows.find(function (r) { return r[6] === escaped; });
   if (found) {
     map.setView([found[0], found[1]], Math.max(detailZoom + 1, map.getZoom()));
-    L.popup({maxWidth: {{ this.strip_px + 40 }}}).setLatLng([found[0], found[1]])
+    L.popup(popupOptions).setLatLng([found[0], found[1]])
       .setContent(popup(found)).openOn(map);
   }
 })();
