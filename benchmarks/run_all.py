@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PLAIN = ["bench_grid.py", "bench_synth.py", "bench_loader.py", "bench_feature_cache.py"]
+PLAIN = [
+    "bench_grid.py", "bench_synth.py", "bench_loader.py", "bench_feature_cache.py",
+    "bench_serve.py",
+]  # fmt: skip
 
 
 def cpu_model() -> str:

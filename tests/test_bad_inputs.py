@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import socket
 from itertools import dropwhile, takewhile
 from pathlib import Path
 
@@ -140,6 +141,21 @@ def fit_of(make_run_dir):
     return case
 
 
+def serve_with(*options, hold_port: bool = False):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        if hold_port:
+            taken.listen()
+            server.held = taken  # kept open while the command runs; the fixture ends with it
+        else:
+            taken.close()  # a port free a moment ago: the command fails before listening
+        return ["serve", "--port", str(port), *(o.replace("TMP", str(tmp)) for o in options)]
+
+    return case
+
+
 CASES = {
     "a view declaring 30000 x 30000 pixels": validate_after(
         lambda ds: view(ds).write_bytes(declare_size(jpeg_bytes(64), 30000, 30000))
@@ -192,6 +208,9 @@ CASES = {
             (tmp / "run").mkdir() or (tmp / "run" / ".geoguesser-run").touch() or tmp / "run"
         )
     ),
+    "a checkpoint that is not there": serve_with("--checkpoint", "TMP/none.ckpt"),
+    "`--checkpoint-dir` that is not a folder": serve_with("--checkpoint-dir", "TMP/nothing"),
+    "a port in use": serve_with("--checkpoint", "TMP/none.ckpt", hold_port=True),
     "`--out` a dataset the downloader did not make": download(into_dataset=True),
     "`--concurrency 0`": download("--concurrency", "0"),
     "`--retries -1`": download("--retries", "-1"),

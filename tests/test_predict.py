@@ -126,3 +126,13 @@ def test_no_checkpoint_message_recommends_loading_it_unsafely(tmp_path, capsys, 
         f"geoguesser predict: {path}: not a loadable checkpoint"
     )
     assert "weights_only" not in err[0] and "False" not in err[0] and "torch.load" not in err[0]
+
+
+def test_with_confidence_adds_the_expected_error_and_nothing_else(checkpoint, tmp_path):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--checkpoint", str(checkpoint), str(root), "--out", str(out)]
+    assert main([*args, "--with-confidence"]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["uuid", "latitude", "longitude", "expected_error_km"]
+    assert (frame.expected_error_km > 0).all() and frame.expected_error_km.lt(1000).all()

@@ -61,8 +61,24 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=True,
+        with_confidence=args.with_confidence,
     )
     print(f"wrote {len(result)} predictions to {args.out}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(
+        args.checkpoint,
+        args.checkpoint_dir,
+        args.host,
+        args.port,
+        top_k=args.top_cells,
+        wait_s=None if args.batch_wait_ms is None else args.batch_wait_ms / 1000.0,
+        max_batch=args.max_batch,
+    )
     return 0
 
 
@@ -281,7 +297,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    predict.add_argument(
+        "--with-confidence",
+        action="store_true",
+        help="add expected_error_km, the model's own expected error (empty for regression)",
+    )
     predict.set_defaults(run=_predict)
+
+    serve = commands.add_parser(
+        "serve", help="a local server (page, /predict, /models) for trained checkpoints"
+    )
+    serve.add_argument("--checkpoint", type=Path, metavar="CKPT", help="the default model")
+    serve.add_argument(
+        "--checkpoint-dir", type=Path, metavar="DIR", help="also serve every *.ckpt under DIR"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: local)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--top-cells", type=int, metavar="K", help="likeliest cells per answer (default 3)"
+    )
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        metavar="MS",
+        help="how long to gather concurrent requests into one forward pass (default 5)",
+    )
+    serve.add_argument(
+        "--max-batch", type=int, help="requests in one forward pass at most (default 32)"
+    )
+    serve.set_defaults(run=_serve)
 
     run = commands.add_parser("run", help="execute the notebooks in order with papermill")
     run.add_argument("--config", type=Path, required=True)

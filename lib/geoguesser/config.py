@@ -38,6 +38,7 @@ from .errors import UserError
 OBJECTIVES = ("classification", "regression")
 DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
 CENTROID_KINDS = ("centroid", "clipped", "weighted")
+TOP_CELLS = 3  # the likeliest cells a prediction lists (maps.top_cells)
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
@@ -245,6 +246,13 @@ class TrainSettings(Section):
         None, description="unfreeze only the last N backbone stages; null: all"
     )
     max_epochs: PositiveInt = Field(10, description="epochs in all")
+    lr_find: Literal["off", "show", "use"] = Field(
+        "off",
+        description="Lightning's learning-rate finder before the fit: off; show (record its"
+        " curve and suggestion, train with `lr`); use (train with the suggestion). YAML's"
+        " true/false mean show/off",
+    )
+    lr_find_steps: PositiveInt = Field(100, description="learning rates the finder tries")
     tau_km: PositiveFloat | None = Field(
         None, description="haversine label smoothing scale (km); null: hard labels"
     )
@@ -287,6 +295,14 @@ class TrainSettings(Section):
         if problem:
             raise ValueError(problem)
         return name
+
+    @field_validator("lr_find", mode="before")
+    @classmethod
+    def _lr_find_switch(cls, value):
+        # YAML 1.1 reads a bare off/no/false as False and on/yes/true as True.
+        if value is True:
+            return "show"
+        return "off" if value is False else value
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -354,6 +370,10 @@ class TrainSettings(Section):
 class MapsSettings(Section):
     offline: bool = Field(True, description="inline Leaflet: maps open with no network")
     worst: NonNegativeInt = Field(6, description="worst predictions shown with their views")
+    top_cells: PositiveInt = Field(
+        TOP_CELLS,
+        description="likeliest cells (with probabilities) in predictions.csv and the popups",
+    )
 
 
 class Settings(Section):

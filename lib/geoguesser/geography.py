@@ -17,14 +17,55 @@ import torch
 from shapely.geometry.base import BaseGeometry
 
 from .borders import bbox_diagonal_km, snap_inside
-from .config import CENTROID_KINDS, DECODINGS
-from .geo import MinMaxScaler, to_latlon
+from .config import CENTROID_KINDS, DECODINGS, TOP_CELLS
+from .geo import MinMaxScaler, haversine_km, to_latlon
 from .grid import kept_cells
 from .objectives import decode_classes
 
 CELL_COLUMNS = ["label", "row", "col", "n_train"] + [
     f"{kind}_{axis}" for kind in CENTROID_KINDS for axis in ("lat", "lon", "x", "y")
 ]
+
+
+def expected_error_km(
+    probs: np.ndarray, lat: np.ndarray, lon: np.ndarray, centroids_latlon: np.ndarray
+) -> np.ndarray:
+    """(B,) the model's own expected error: sum_k p_k * distance(guess, centroid_k), in km.
+
+    If the true location were drawn from the predicted distribution (each cell standing for
+    its centroid), this is the mean great-circle distance the guess would be off by. It uses
+    nothing but the probabilities, so it is known at prediction time, without the truth.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    distance = haversine_km(
+        np.asarray(lat)[:, None],
+        np.asarray(lon)[:, None],
+        centroids_latlon[None, :, 0],
+        centroids_latlon[None, :, 1],
+    )
+    return (probs * distance).sum(axis=1)
+
+
+def top_cells(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, k) labels and probabilities of the k likeliest cells, likeliest first.
+
+    k larger than the number of cells is cut to it.
+    """
+    probs = np.asarray(probs)
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return top, np.take_along_axis(probs, top, axis=1)
+
+
+def confidence_columns(
+    probs: np.ndarray, lat: np.ndarray, lon: np.ndarray, centroids_latlon: np.ndarray, k: int
+) -> dict[str, np.ndarray]:
+    """`expected_error_km` and `top1_label`, `top1_prob`, ... `top<k>_prob` of a distribution."""
+    columns = {"expected_error_km": expected_error_km(probs, lat, lon, centroids_latlon)}
+    labels, chances = top_cells(probs, k)
+    for i in range(labels.shape[1]):
+        columns[f"top{i + 1}_label"], columns[f"top{i + 1}_prob"] = labels[:, i], chances[:, i]
+    return columns
 
 
 @dataclass(frozen=True)
@@ -128,12 +169,16 @@ class Geography:
         how: str = "mean",
         snap: bool = False,
         every: bool = False,
+        top_k: int = TOP_CELLS,
     ) -> dict[str, np.ndarray]:
         """Network outputs -> {"lat", "lon"} with the chosen decoding, optionally snapped to land.
 
         With `every`, a classifier also reports each (centroid kind, mean/argmax) pair as
         `<kind>_<how>_lat/lon`, the most likely label and its probability, for comparing
-        decodings after training; validation needs only the chosen one.
+        decodings after training, and its confidence (see `confidence_columns`: the expected
+        error from the final guess to the `kind` centroids, and the `top_k` likeliest cells);
+        validation needs only the chosen one. A regression has no distribution, so its
+        `expected_error_km` is NaN and it has no top cells.
         """
         result: dict[str, np.ndarray] = {}
         if objective == "regression":
@@ -153,4 +198,11 @@ class Geography:
         if snap and self.border is not None:
             lat, lon = snap_inside(self.border, lat, lon)
         result["lat"], result["lon"] = np.asarray(lat), np.asarray(lon)
+        if every and objective == "regression":
+            result["expected_error_km"] = np.full(len(result["lat"]), np.nan)
+        elif every:
+            centroids = self.centroids(kind, "latlon").numpy()
+            result |= confidence_columns(
+                probs.numpy(), result["lat"], result["lon"], centroids, top_k
+            )
         return result

@@ -245,6 +245,8 @@ _ERROR_LAYER_JS = """
   function colour(km) {
     return colours[Math.min(colours.length - 1, Math.floor(km / scale * (colours.length - 1)))];
   }
+  // the map pans a popup clear of the header box across the top
+  var popupOptions = {maxWidth: {{ this.strip_px + 40 }}, autoPanPaddingTopLeft: L.point(20, 70)};
   function popup(r) {
     var p = '<b>' + r[6] + '</b><br>error <b>' + r[4].toFixed(1) + ' km</b>'
       + '<br>truth ' + r[0].toFixed(4) + ', ' + r[1].toFixed(4)
@@ -269,7 +271,7 @@ _ERROR_LAYER_JS = """
         color: '#222222', fillColor: c, fillOpacity: 1});
       [line, guess, truth].forEach(function (layer) {
         layer.on('click', function (e) {
-          L.popup({maxWidth: {{ this.strip_px + 40 }}}).setLatLng(e.latlng)
+          L.popup(popupOptions).setLatLng(e.latlng)
             .setContent(popup(r)).openOn(map);
         });
         detail.addLayer(layer);
@@ -308,7 +310,7 @@ _ERROR_LAYER_JS = """
   var found = rows.find(function (r) { return r[6] === escaped; });
   if (found) {
     map.setView([found[0], found[1]], Math.max(detailZoom + 1, map.getZoom()));
-    L.popup({maxWidth: {{ this.strip_px + 40 }}}).setLatLng([found[0], found[1]])
+    L.popup(popupOptions).setLatLng([found[0], found[1]])
       .setContent(popup(found)).openOn(map);
   }
 })();
@@ -334,19 +336,40 @@ class ErrorLayer(MacroElement):
 
 
 def _cell_texts(predictions: pd.DataFrame) -> list[str]:
-    """`most likely cell 12 (p 0.41); true cell 7` per row, from the columns a classifier has."""
-    n = len(predictions)
-    parts = []
-    if "pred_label" in predictions:
-        text = "most likely cell " + predictions.pred_label.astype("Int64").astype(str)
-        if "pred_prob" in predictions:
-            text += predictions.pred_prob.map(lambda p: f" (p {p:.2f})" if pd.notna(p) else "")
-        parts.append(text.to_numpy())
-    if "true_label" in predictions:
-        parts.append(("true cell " + predictions.true_label.astype("Int64").astype(str)).to_numpy())
-    if not parts:
-        return [""] * n
-    return [html.escape("; ".join(items)) for items in zip(*parts, strict=True)]
+    """`likeliest cells 12 (p 0.41), 7 (p 0.20); expected error 35.2 km; true cell 7` per row.
+
+    From the columns a classifier has: Geography.decode's top cells and expected error (an
+    older predictions.csv has only the most likely cell, `pred_label` and `pred_prob`).
+    """
+    k = 1
+    while f"top{k}_label" in predictions:
+        k += 1
+    pairs = [(f"top{i}_label", f"top{i}_prob") for i in range(1, k)]
+    if not pairs and "pred_label" in predictions:
+        pairs = [("pred_label", "pred_prob")]
+    word = "likeliest cells" if len(pairs) > 1 else "most likely cell"
+    frame = pd.DataFrame(index=predictions.index)
+    for i, (label, prob) in enumerate(pairs):
+        frame[f"l{i}"] = predictions[label]
+        frame[f"p{i}"] = predictions.get(prob, np.nan)
+    for column in ("expected_error_km", "true_label"):
+        frame[column] = predictions.get(column, np.nan)
+    texts = []
+    for row in frame.itertuples(index=False):
+        cells = [
+            f"{int(row[2 * i])} (p {row[2 * i + 1]:.2f})"
+            if pd.notna(row[2 * i + 1])
+            else f"{int(row[2 * i])}"
+            for i in range(len(pairs))
+            if pd.notna(row[2 * i])
+        ]
+        items = [f"{word} {', '.join(cells)}"] if cells else []
+        if pd.notna(row.expected_error_km):
+            items.append(f"expected error {row.expected_error_km:.1f} km")
+        if pd.notna(row.true_label):
+            items.append(f"true cell {int(row.true_label)}")
+        texts.append(html.escape("; ".join(items)))
+    return texts
 
 
 def _groups(predictions: pd.DataFrame, bin_deg: float = 0.25) -> pd.Series:

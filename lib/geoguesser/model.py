@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from . import __version__
 from .backbones import build_backbone, feature_size
-from .config import TrainSettings
+from .config import TOP_CELLS, TrainSettings
 from .data import augment
 from .errors import UserError
 from .finetuning import optimization, split_backbone
@@ -134,17 +134,19 @@ class GeoLocator(pl.LightningModule):
         soft = haversine_soft_targets(true[:, 0], true[:, 1], cells[:, 0], cells[:, 1], s.tau_km)
         return F.cross_entropy(outputs.float(), soft.float())
 
-    def decode(self, outputs: torch.Tensor, every: bool = False) -> dict[str, np.ndarray]:
+    def decode(
+        self, outputs: torch.Tensor, every: bool = False, top_k: int = TOP_CELLS
+    ) -> dict[str, np.ndarray]:
         """Latitude/longitude with the configured decoding (see Geography.decode)."""
         s = self.settings
         return self.geography.decode(
-            outputs, s.objective, s.centroid_kind, s.decode, s.snap_to_land, every
+            outputs, s.objective, s.centroid_kind, s.decode, s.snap_to_land, every, top_k
         )
 
     @torch.no_grad()
-    def locate(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        """uint8 views (B, 4, 3, H, W) -> decoded locations; the model must be in eval mode."""
-        return self.decode(self({"images": images.to(self.device)}), every=True)
+    def locate(self, images: torch.Tensor, top_k: int = TOP_CELLS) -> dict[str, np.ndarray]:
+        """uint8 views (B, V, 3, H, W) -> decoded locations with their confidence (eval mode)."""
+        return self.decode(self({"images": images.to(self.device)}), every=True, top_k=top_k)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch), batch)

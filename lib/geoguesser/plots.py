@@ -235,6 +235,65 @@ def error_colourbar(fig, ax, label: str = "error (km)"):
     return fig.colorbar(mappable, ax=ax, label=label, extend="max")
 
 
+def calibration_bins(expected_km, actual_km, bins: int = 10) -> pd.DataFrame:
+    """Locations in (at most) `bins` equal-count bins of expected error: means of both, count."""
+    frame = pd.DataFrame({"expected_km": expected_km, "actual_km": actual_km}).dropna()
+    n_bins = max(1, min(bins, len(frame)))
+    bin_of = pd.qcut(frame.expected_km.rank(method="first"), n_bins, labels=False)
+    grouped = frame.groupby(bin_of)
+    return grouped.mean().assign(n=grouped.size()).reset_index(drop=True)
+
+
+def calibration_figure(
+    expected_km, actual_km, split: str = "val", spearman=None, synthetic: bool = False
+):
+    """Actual against expected error: each location a dot, equal-count bins' means a line.
+
+    On the identity line the model's confidence means what it says; above it the model is
+    over-confident (it errs more than it expects), below it under-confident.
+    """
+    expected_km, actual_km = np.asarray(expected_km, float), np.asarray(actual_km, float)
+    binned = calibration_bins(expected_km, actual_km)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(expected_km, actual_km, s=6, alpha=0.35, color="#999", label="one location")
+    ax.plot(
+        binned.expected_km,
+        binned.actual_km,
+        marker="o",
+        color=OKABE_ITO[0],
+        label=f"mean of {len(binned)} equal-count bins",
+    )
+    top = float(np.nanmax(np.concatenate([expected_km, actual_km]))) if len(actual_km) else 1.0
+    ax.plot([0, top], [0, top], ls="--", color="#000", lw=1, label="identity: as expected")
+    rho = f", Spearman {spearman:.2f}" if spearman is not None else ""
+    ax.set(
+        xlabel="expected error (km), from the model's probabilities",
+        ylabel="actual error (km)",
+        title=title(f"Calibration{rho}", split, actual_km, synthetic),
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lr_find_figure(lrs, losses, suggestion: float | None, used: bool, synthetic: bool = False):
+    """Lightning's learning-rate finder: loss against learning rate, the suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses, color=OKABE_ITO[0], label="training loss (smoothed)")
+    if suggestion is not None:
+        what = "suggestion, used" if used else "suggestion, not used (train.lr_find: show)"
+        ax.axvline(suggestion, color=OKABE_ITO[3], ls="--", label=f"{what}: {suggestion:.2e}")
+    ax.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel="loss",
+        title=title("Learning-rate finder", synthetic=synthetic),
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # --- training curves ------------------------------------------------------------------------
 
 

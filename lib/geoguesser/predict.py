@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .atomic import write_csv
+from .config import TOP_CELLS
 from .data import LocationDataset
 from .datasets import validate
 from .errors import UserError
@@ -34,17 +35,20 @@ def predict_table(
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    top_k: int = TOP_CELLS,
 ) -> pd.DataFrame:
-    """One row per location: uuid, predicted latitude/longitude and every decoding.
+    """One row per location: uuid, predicted latitude/longitude, every decoding, confidence.
 
     When the table has true coordinates (and a split), they come along with `error_km`.
+    Confidence: `expected_error_km` (NaN for a regression) and, for a classifier, the
+    `top_k` likeliest cells as `top1_label`, `top1_prob`, ... (see Geography.decode).
     """
     model = model.to(device or default_device()).eval()
     dataset = LocationDataset(table.reset_index(drop=True), model.settings.image_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     parts: dict[str, list[np.ndarray]] = {}
     for batch in progress_of(loader, desc="predicting", enabled=progress):
-        for key, values in model.locate(batch["images"]).items():
+        for key, values in model.locate(batch["images"], top_k).items():
             parts.setdefault(key, []).append(values)
     decoded = {key: np.concatenate(values) for key, values in parts.items()}
     out = pd.DataFrame({"uuid": dataset.uuids})
@@ -59,7 +63,8 @@ def predict_table(
     if "label" in table:
         out["true_label"] = table.label.to_numpy()
     for key, values in decoded.items():
-        out[key if key in ("label", "prob") else f"pred_{key}"] = values
+        plain = key in ("label", "prob", "expected_error_km") or key.startswith("top")
+        out[key if plain else f"pred_{key}"] = values
     return out.rename(columns={"label": "pred_label", "prob": "pred_prob"})
 
 
@@ -106,10 +111,13 @@ def predict_dirs(
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = True,
+    with_confidence: bool = False,
 ) -> pd.DataFrame:
     """Write the competition's CSV (uuid, latitude, longitude) for folders of locations.
 
-    The output path and the folders are checked first, then the checkpoint is loaded.
+    `with_confidence` adds `expected_error_km` (empty for a regression model, which has no
+    distribution to derive it from). The output path and the folders are checked first,
+    then the checkpoint is loaded.
     """
     table = check_inputs(dataset_dirs, out)
     model = load_checkpoint(checkpoint)
@@ -123,6 +131,8 @@ def predict_dirs(
             "longitude": predictions.pred_lon,
         }
     )
+    if with_confidence:
+        result["expected_error_km"] = predictions.expected_error_km
     try:
         write_csv(result, out)
     except OSError as exc:  # the file system changed its mind since check_output

@@ -39,8 +39,29 @@ def run_metrics(
             top_cell.weighted_lat, top_cell.weighted_lon, group.true_lat, group.true_lon
         )
         metrics["baseline_top_cell_km"] = float(cell_errors.mean())
+        metrics |= calibration(group)
         result[str(split)] = metrics
     return result
+
+
+def calibration(predictions: pd.DataFrame) -> dict:
+    """How well `expected_error_km` foretells `error_km`; nothing for a regression.
+
+    `expected_mean_km` beside `mean_km` says whether the model is over-confident on average;
+    `calibration_spearman`, the rank correlation of expected and actual errors, whether it
+    knows which of its guesses are the bad ones (1: perfectly, 0: not at all).
+    """
+    if "expected_error_km" not in predictions:
+        return {}
+    known = predictions[["expected_error_km", "error_km"]].dropna()
+    if len(known) < 2:
+        return {}
+    ranks = known.rank()
+    rho = float(ranks.expected_error_km.corr(ranks.error_km))  # NaN when either is constant
+    return {
+        "expected_mean_km": float(known.expected_error_km.mean()),
+        "calibration_spearman": None if np.isnan(rho) else rho,
+    }
 
 
 def decoding_table(predictions: pd.DataFrame) -> pd.DataFrame:

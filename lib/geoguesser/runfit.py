@@ -65,7 +65,9 @@ def fit_run(settings: Settings, run_dir: str | Path, callbacks: list | None = No
         return None
     model = load_checkpoint(result.best_checkpoint)
     held_out = table[table.split.isin(["val", "test"])]
-    predictions = predict_table(model, held_out, batch_size=settings.train.batch_size)
+    predictions = predict_table(
+        model, held_out, batch_size=settings.train.batch_size, top_k=settings.maps.top_cells
+    )
     write_csv(predictions, run_dir / PREDICTIONS_NAME)
     summary = {
         "best_checkpoint": str(result.best_checkpoint),

@@ -41,6 +41,7 @@ from .datasets import check_views
 from .errors import UserError
 from .finetuning import EpochSchedulers, FreezeThenUnfreeze
 from .geography import Geography
+from .lr_finder import settle_lr
 from .model import GeoLocator
 from .progress import headless
 
@@ -268,6 +269,7 @@ def train(
             clear_checkpoints(last.parent)
         if rank_zero_only.rank == 0:
             print(line, flush=True)
+    settings = settle_lr(settings, datamodule, geography, run_dir, resume_from)  # train.lr_find
     model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
     if settings.feature_cache and settings.freeze_epochs > 0:
         datamodule.serve_features_of(model.net)
