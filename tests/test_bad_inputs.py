@@ -202,6 +202,9 @@ CASES = {
     ),
     "a fit strategy that cannot work": config_with("train.strategy=fsdp"),
     "several nodes without DDP": config_with("train.num_nodes=2"),
+    "the learning-rate finder with several processes": config_with(
+        "train.lr_find=show", "train.devices=2", "train.strategy=ddp"
+    ),
     "`--run-dir` a dataset, not a run": fit_of(lambda ds, tmp: ds),
     "`--run-dir` a run without steps 01-03": fit_of(
         lambda ds, tmp: (
