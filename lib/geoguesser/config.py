@@ -362,6 +362,17 @@ class TrainSettings(Section):
             raise ValueError("num_nodes above 1 needs strategy ddp")
         return self
 
+    @model_validator(mode="after")
+    def _lr_find_in_one_process(self) -> TrainSettings:
+        # Each process would run its own range test and could pick its own rate.
+        several = self.num_nodes > 1 or (isinstance(self.devices, int) and self.devices > 1)
+        if self.lr_find != "off" and several:
+            raise ValueError(
+                "lr_find runs in one process: find the rate with devices 1 and num_nodes 1,"
+                " then set train.lr"
+            )
+        return self
+
     def shaping(self) -> dict:
         """The settings that decide what a fit computes (resume needs them unchanged)."""
         return self.model_dump(mode="json", exclude=NO_TRAIN_SHAPE)
