@@ -53,10 +53,8 @@ VARIANTS |= {
     "hybrid mean +retrieval": {"objective": "hybrid", "retrieval": True},
     "hybrid mean tau null": {"tau_km": None},
     "hybrid mean tau 25": {"tau_km": 25},
-    "hybrid mean tau 65": {"tau_km": 65},
     "hybrid mean tau 150": {"tau_km": 150},
     "hybrid mean view_dropout 0.5": {"view_dropout": 0.5},
-    "hybrid attention view_dropout 0.5": {"fusion": "attention", "view_dropout": 0.5},
 }
 
 
