@@ -244,9 +244,9 @@ class TrainSettings(Section):
     )
     max_epochs: PositiveInt = Field(10, description="epochs in all")
     tau_km: PositiveFloat | None = Field(
-        65.0,
-        description="haversine label smoothing scale (km); null: hard labels (65 by"
-        " cross-validation on real photographs: benchmarks/bench_real_sample.py)",
+        None,
+        description="haversine label smoothing scale (km); null: hard labels (configs/sample"
+        ".yaml: 65, by cross-validation on real photographs)",
     )
     retrieval: bool = Field(
         False,
