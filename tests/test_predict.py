@@ -63,7 +63,7 @@ class NotAllowed:
         ({"geoguesser": {"format": 99}, "state_dict": {}}, "checkpoint format 99"),
         (
             {"geoguesser": {"format": 2, "version": "0.1.0"}, "state_dict": {}},
-            "made by geoguesser 0.1.0 in checkpoint format 2; this version reads format 3",
+            "made by geoguesser 0.1.0 in checkpoint format 2; this version reads format 4",
         ),
         ({"payload": NotAllowed()}, "not a loadable checkpoint"),
     ],

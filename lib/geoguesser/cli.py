@@ -52,8 +52,16 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .predict import predict_dirs
+    from .predict import predict_dirs, predict_photos
 
+    if bool(args.dirs) == (args.photos is not None):
+        raise UserError("predict: give dataset folders (DIR ...) or --photos DIR, one of the two")
+    if args.photos is not None:
+        result = predict_photos(
+            args.checkpoint, args.photos, args.out, batch_size=args.batch_size, device=args.device
+        )
+        print(f"wrote {len(result)} predictions (one photo each) to {args.out}")
+        return 0
     result = predict_dirs(
         args.checkpoint,
         args.dirs,
@@ -290,7 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(run=_synth)
 
     predict = commands.add_parser("predict", help="predict coordinates into the competition's CSV")
-    predict.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    predict.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="dataset folders")
+    predict.add_argument(
+        "--photos",
+        type=Path,
+        metavar="DIR",
+        help="instead of dataset folders: every image file of DIR is a location of one view"
+        " (models with fusion mean or attention)",
+    )
     predict.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
     predict.add_argument(
         "--out", type=Path, required=True, help="CSV to write: uuid, latitude, longitude"

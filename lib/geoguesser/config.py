@@ -35,7 +35,8 @@ from pydantic import (
 from .errors import UserError
 
 # The choices some settings offer; the modules that implement them import them from here.
-OBJECTIVES = ("classification", "regression")
+OBJECTIVES = ("classification", "regression", "hybrid")
+FUSIONS = ("concat", "mean", "attention")
 DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
 CENTROID_KINDS = ("centroid", "clipped", "weighted")
 TOP_CELLS = 3  # the likeliest cells a prediction lists (maps.top_cells)
@@ -198,7 +199,12 @@ class GridSettings(Section):
 
 class TrainSettings(Section):
     objective: Literal[OBJECTIVES] = Field(
-        "classification", description="cells with cross-entropy, or normalized x/y with MSE"
+        "classification",
+        description="cells with cross-entropy; normalized x/y with MSE; or hybrid: cells plus"
+        " each cell's offset from its centroid (km), decoded as centroid + offset",
+    )
+    offset_weight: PositiveFloat = Field(
+        1.0, description="hybrid: weight of the offset loss (smooth L1 in cell sides) vs the cells'"
     )
     backbone: str = Field(
         "resnext101_32x8d", description="torchvision model name, timm/<name>, or tinycnn"
@@ -206,7 +212,18 @@ class TrainSettings(Section):
     weights: str | None = Field(
         None, description="null (random), imagenet (download), or a local state-dict file"
     )
-    fusion: Literal["concat", "mean"] = Field("concat", description="how the four views combine")
+    fusion: Literal[FUSIONS] = Field(
+        "concat",
+        description="how the views combine: concat (all four needed), mean, or attention"
+        " (learned weights); mean and attention answer from 1 to 4 views",
+    )
+    view_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="chance of hiding each view of a training location (one always stays),"
+        " to learn to answer from fewer; needs fusion mean or attention",
+    )
     image_size: PositiveInt = Field(224, description="views are resized to this many pixels")
     normalization: Literal["weights", "imagenet", "train"] = Field(
         "weights",
@@ -254,7 +271,18 @@ class TrainSettings(Section):
     )
     lr_find_steps: PositiveInt = Field(100, description="learning rates the finder tries")
     tau_km: PositiveFloat | None = Field(
-        None, description="haversine label smoothing scale (km); null: hard labels"
+        None,
+        description="haversine label smoothing scale (km); null: hard labels (configs/sample"
+        ".yaml: 65, by cross-validation on real photographs)",
+    )
+    retrieval: bool = Field(
+        False,
+        description="refine the guess by the nearest training locations in embedding space"
+        " among the top cells (classification, hybrid); the checkpoint carries them",
+    )
+    retrieval_cells: PositiveInt = Field(5, description="retrieval: the top cells searched")
+    retrieval_neighbors: PositiveInt = Field(
+        8, description="retrieval: nearest training locations averaged (projected plane)"
     )
     decode: Literal[DECODINGS] = Field(
         "mean", description="probability-weighted mean of centroids, or the likeliest cell"
@@ -371,6 +399,16 @@ class TrainSettings(Section):
                 "lr_find runs in one process: find the rate with devices 1 and num_nodes 1,"
                 " then set train.lr"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _compatible(self) -> TrainSettings:
+        if self.view_dropout > 0 and self.fusion == "concat":
+            raise ValueError(
+                "view_dropout needs fusion mean or attention: concat needs all four views"
+            )
+        if self.retrieval and self.objective == "regression":
+            raise ValueError("retrieval needs cells to search: objective classification or hybrid")
         return self
 
     def shaping(self) -> dict:

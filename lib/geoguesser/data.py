@@ -120,18 +120,31 @@ def normalization(settings: TrainSettings, train: LocationDataset) -> tuple[list
 
 
 @torch.no_grad()
-def backbone_features(net, dataset: LocationDataset, batch_size: int, workers: int) -> torch.Tensor:
-    """(N, 4, D) features of every location by `net`'s backbone in eval mode (frozen)."""
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    parts = [
-        net.embed(net.normalize(batch["images"].to(device).float() / 255.0)).float().cpu()
-        for batch in loader
-    ]
-    net.train(was_training)
-    return torch.cat(parts)
+def backbone_features(
+    net, dataset: LocationDataset, batch_size: int, workers: int, store: dict | None = None
+) -> torch.Tensor:
+    """(N, 4, D) features of every location by `net`'s backbone in eval mode (frozen).
+
+    `store` maps (dataset folder, uuid) to a location's features: those it has are reused,
+    the others computed and added. Its owner keeps it to one frozen backbone.
+    """
+    store = {} if store is None else store
+    keys = list(zip(dataset.dirs, dataset.uuids, strict=True))
+    missing = [i for i, key in enumerate(keys) if key not in store]
+    if missing:
+        device = next(net.parameters()).device
+        was_training = net.training
+        net.eval()
+        subset = torch.utils.data.Subset(dataset, missing)
+        loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)
+        done = 0
+        for batch in loader:
+            images = batch["images"].to(device).float() / 255.0
+            for features in net.embed(net.normalize(images)).float().cpu():
+                store[keys[missing[done]]] = features
+                done += 1
+        net.train(was_training)
+    return torch.stack([store[key] for key in keys])
 
 
 def mirror_scene(images: torch.Tensor) -> torch.Tensor:
@@ -210,16 +223,28 @@ class GeoDataModule(pl.LightningDataModule):
 
     `serve_features_of(net)` (train.py calls it) turns the feature cache on: while the epoch
     is below `freeze_epochs` the train and val loaders yield `net`'s backbone features,
-    computed once, in place of images. The network never reads the data module.
+    computed once, in place of images; with a backbone frozen for the whole fit the test
+    loader does too. The network never reads the data module.
+
+    `feature_store` (optional) is a dict from (dataset folder, uuid) to a location's
+    features, shared between fits whose frozen backbone is the same (cross-validation):
+    each location goes through the backbone once in all. It is left alone once the backbone
+    is unfrozen.
     """
 
-    def __init__(self, table: pd.DataFrame | str | Path, settings: TrainSettings):
+    def __init__(
+        self,
+        table: pd.DataFrame | str | Path,
+        settings: TrainSettings,
+        feature_store: dict | None = None,
+    ):
         super().__init__()
         self.table_source = table
         self.settings = settings
         self.image_size, self.batch_size = settings.image_size, settings.batch_size
         self.datasets: dict[str, LocationDataset] = {}
         self.features: dict[str, torch.Tensor] = {}
+        self.store = {} if feature_store is None else feature_store
         self.frozen_net = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -245,7 +270,7 @@ class GeoDataModule(pl.LightningDataModule):
     def serve_features_of(self, net) -> None:
         self.frozen_net = net
 
-    def _workers(self, dataset: Dataset) -> int:
+    def workers_for(self, dataset: Dataset) -> int:
         # Workers pay off for JPEG decoding; reading memory-mapped or in-memory arrays is
         # faster in the main process than through worker shared memory (benchmarks/bench_loader.py).
         decoding = isinstance(dataset, LocationDataset) and dataset.caches is None
@@ -253,12 +278,20 @@ class GeoDataModule(pl.LightningDataModule):
 
     def _dataset(self, split: str, epoch: int) -> Dataset:
         images = self.datasets[split]
-        if self.frozen_net is None or split == "test" or epoch >= self.settings.freeze_epochs:
-            self.features.clear()
+        s = self.settings
+        frozen_throughout = s.freeze_epochs >= s.max_epochs
+        if split == "test":
+            use_features = self.frozen_net is not None and frozen_throughout
+        else:
+            use_features = self.frozen_net is not None and epoch < s.freeze_epochs
+        if not use_features:
+            if self.features:  # the backbone is training now: every cached feature is stale
+                self.features.clear()
+                self.store = {}
             return images
         if split not in self.features:
             self.features[split] = backbone_features(
-                self.frozen_net, images, self.batch_size, self._workers(images)
+                self.frozen_net, images, self.batch_size, self.workers_for(images), self.store
             )
         return FeatureDataset(self.features[split], images)
 
@@ -278,7 +311,7 @@ class GeoDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self._workers(dataset),
+            num_workers=self.workers_for(dataset),
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
         )

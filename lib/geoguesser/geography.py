@@ -20,7 +20,7 @@ from .borders import bbox_diagonal_km, snap_inside
 from .config import CENTROID_KINDS, DECODINGS, TOP_CELLS
 from .geo import MinMaxScaler, haversine_km, to_latlon
 from .grid import kept_cells
-from .objectives import decode_classes
+from .objectives import decode_classes, split_hybrid
 
 CELL_COLUMNS = ["label", "row", "col", "n_train"] + [
     f"{kind}_{axis}" for kind in CENTROID_KINDS for axis in ("lat", "lon", "x", "y")
@@ -126,6 +126,13 @@ class Geography:
     def n_classes(self) -> int:
         return len(self.cells["label"])
 
+    @property
+    def cell_side_m(self) -> float:
+        """A cell's side in projected metres: the hybrid's unit of offset."""
+        if self.grid.get("cell_deg"):
+            return float(self.grid["cell_deg"]) * 111_320.0  # a degree of latitude
+        return float(self.grid.get("cell_km") or 50.0) * 1000.0
+
     def centroids(self, kind: str, plane: str = "xy") -> torch.Tensor:
         """(K, 2) float64 centroids of one kind: projected metres ("xy") or degrees ("latlon")."""
         axes = ("x", "y") if plane == "xy" else ("lat", "lon")
@@ -151,15 +158,29 @@ class Geography:
         return to_latlon(x.numpy(), y.numpy(), self.crs)
 
     def from_probabilities(
-        self, probs: torch.Tensor, kind: str = "weighted", how: str = "mean"
+        self,
+        probs: torch.Tensor,
+        kind: str = "weighted",
+        how: str = "mean",
+        offsets: torch.Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(B, K) class probabilities -> latitude, longitude of the decoded centroid.
 
         `how`: the probability-weighted mean of the centroids (taken in the projected plane,
-        where averaging is meaningful) or the most likely cell's centroid.
+        where averaging is meaningful) or the most likely cell's centroid. A hybrid's
+        `offsets` (B, K, 2), in cell sides, move each centroid first.
         """
-        xy = decode_classes(probs.detach().cpu(), self.centroids(kind), how).numpy()
+        points = self.cell_points(kind, offsets)
+        xy = decode_classes(probs.detach().cpu(), points, how).numpy()
         return to_latlon(xy[:, 0], xy[:, 1], self.crs)
+
+    def cell_points(self, kind: str, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Each cell's point in projected metres: (K, 2) centroids, or (B, K, 2) centroids +
+        a hybrid's offsets (in cell sides)."""
+        centroids = self.centroids(kind)
+        if offsets is None:
+            return centroids
+        return centroids[None] + offsets.detach().double().cpu() * self.cell_side_m
 
     def decode(
         self,
@@ -173,7 +194,9 @@ class Geography:
     ) -> dict[str, np.ndarray]:
         """Network outputs -> {"lat", "lon"} with the chosen decoding, optionally snapped to land.
 
-        With `every`, a classifier also reports each (centroid kind, mean/argmax) pair as
+        A hybrid's outputs (K logits, then K offsets) decode as a classifier's whose centroids
+        are moved by their offsets. With `every`, a classifier also reports each
+        (centroid kind, mean/argmax) pair as
         `<kind>_<how>_lat/lon`, the most likely label and its probability, for comparing
         decodings after training, and its confidence (see `confidence_columns`: the expected
         error from the final guess to the `kind` centroids, and the `top_k` likeliest cells);
@@ -184,15 +207,20 @@ class Geography:
         if objective == "regression":
             lat, lon = self.from_normalized(outputs)
         else:
-            probs = torch.softmax(outputs.detach().float(), dim=1).cpu()
+            logits, offsets = outputs, None
+            if objective == "hybrid":
+                logits, offsets = split_hybrid(outputs, self.n_classes)
+            probs = torch.softmax(logits.detach().float(), dim=1).cpu()
             pairs = [(kind, how)]
             if every:
                 top = probs.max(dim=1)
                 result["label"], result["prob"] = top.indices.numpy(), top.values.numpy()
-                pairs = [(k, h) for k in CENTROID_KINDS for h in DECODINGS]
+                # A hybrid's offsets are relative to its own kind of centroid only.
+                kinds = CENTROID_KINDS if offsets is None else (kind,)
+                pairs = [(k, h) for k in kinds for h in DECODINGS]
             for k, h in pairs:
                 result[f"{k}_{h}_lat"], result[f"{k}_{h}_lon"] = self.from_probabilities(
-                    probs, k, h
+                    probs, k, h, offsets
                 )
             lat, lon = result[f"{kind}_{how}_lat"], result[f"{kind}_{how}_lon"]
         if snap and self.border is not None:

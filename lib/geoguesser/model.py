@@ -1,11 +1,12 @@
 """The multi-view network, and the LightningModule that is its loss, metrics and decoding.
 
-One backbone sees the four views of a location in one batched pass; their features are
-fused (`concat`, the original's 4 x D, or `mean`, PIGEON's average of view embeddings) and a
-linear head predicts cell logits or normalized x/y. The normalization and the geography
-travel in the hyper-parameters, so a checkpoint alone turns photographs into coordinates.
-The fine-tuning schedule and the optimizer are finetuning.py's, the feature cache is the
-data module's.
+One backbone sees the views of a location in one batched pass; their features are fused
+(fusion.py: `concat`, the original's 4 x D; `mean`, PIGEON's average of view embeddings; or
+learned attention) and a linear head predicts cell logits, normalized x/y, or both cells and
+offsets (hybrid). Retrieval (retrieval.py) may then refine a guess among the top cells.
+The normalization and the geography travel in the hyper-parameters, so a checkpoint alone
+turns photographs into coordinates. The fine-tuning schedule and the optimizer are
+finetuning.py's, the feature cache is the data module's.
 """
 
 from __future__ import annotations
@@ -21,19 +22,29 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from . import __version__
 from .backbones import build_backbone, feature_size
+from .borders import snap_inside
 from .config import TOP_CELLS, TrainSettings
 from .data import augment
 from .errors import UserError
 from .finetuning import optimization, split_backbone
+from .fusion import ViewFusion, concat_refusal, drop_views
+from .geo import to_latlon
 from .geography import Geography
 from .metrics import GeoErrors
-from .objectives import haversine_soft_targets
+from .objectives import haversine_soft_targets, hybrid_outputs, offset_loss, split_hybrid
+from .retrieval import RETRIEVAL_KEY, RetrievalIndex
 
-CHECKPOINT_FORMAT = 3  # 3: geography.Geography's dict; settings with mean/std (TrainSettings)
+# 3: geography.Geography's dict; settings with mean/std (TrainSettings).
+# 4: fusion as a module (net.fusion.*, attention's scorer); hybrid heads; "retrieval" index.
+CHECKPOINT_FORMAT = 4
 
 
 class MultiViewNet(nn.Module):
-    """uint8 views (B, 4, 3, H, W) -> outputs (B, n_outputs), through one shared backbone."""
+    """uint8 views (B, V, 3, H, W) -> outputs (B, n_outputs), through one shared backbone.
+
+    The views' features are fused by fusion.ViewFusion (any V from 1 to 4 for `mean` and
+    `attention`), then a linear head; `fused` is the embedding retrieval searches in.
+    """
 
     def __init__(
         self,
@@ -47,11 +58,10 @@ class MultiViewNet(nn.Module):
     ):
         super().__init__()
         self.backbone = backbone
-        self.fusion = fusion
+        self.fusion = ViewFusion(fusion, feature_dim)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1))
-        fused = feature_dim * 4 if fusion == "concat" else feature_dim
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, n_outputs))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.fusion.out_dim, n_outputs))
         self.channels_last = False
 
     @classmethod
@@ -70,15 +80,19 @@ class MultiViewNet(nn.Module):
         return (images01 - self.mean) / self.std
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalized (B, 4, 3, H, W) -> per-view features (B, 4, D), all views in one pass."""
+        """Normalized (B, V, 3, H, W) -> per-view features (B, V, D), all views in one pass."""
         flat = images.flatten(0, 1)
         if self.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
         return self.backbone(flat).view(images.shape[0], images.shape[1], -1)
 
-    def fuse_and_head(self, features: torch.Tensor) -> torch.Tensor:
-        fused = features.flatten(1) if self.fusion == "concat" else features.mean(dim=1)
-        return self.head(fused)
+    def fused(self, features: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fusion(features, present)
+
+    def fuse_and_head(
+        self, features: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.head(self.fused(features, present))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fuse_and_head(self.embed(self.normalize(images.float() / 255.0)))
@@ -103,50 +117,116 @@ class GeoLocator(pl.LightningModule):
         self.save_hyperparameters(logger=False)
         self.settings = s = TrainSettings.model_validate(settings)
         self.geography = Geography.from_dict(geography)
-        classes = s.objective == "classification"
-        self.net = MultiViewNet.build(s, self.geography.n_classes if classes else 2, mean, std)
+        outputs = {
+            "classification": self.geography.n_classes,
+            "hybrid": hybrid_outputs(self.geography.n_classes),
+            "regression": 2,
+        }[s.objective]
+        self.net = MultiViewNet.build(s, outputs, mean, std)
         self._embed = torch.compile(self.net.embed) if s.compile else self.net.embed
         centroids = self.geography.centroids(s.centroid_kind, "latlon")
         self.register_buffer("centroids_latlon", centroids, persistent=False)
         self.metrics = nn.ModuleDict(
             {split: GeoErrors(self.geography.diagonal_km) for split in ("val", "test")}
         )
-        if classes:
+        if s.objective != "regression":
             accuracy = MulticlassAccuracy(self.geography.n_classes, average="micro")
             self.class_acc = nn.ModuleDict({x: accuracy.clone() for x in ("val", "test")})
+        self.retrieval: RetrievalIndex | None = None  # set by retrieval.attach, or a checkpoint
+
+    def fused(self, batch: dict) -> torch.Tensor:
+        """The fused embedding (B, F) of a batch of views, or of cached backbone features.
+
+        While training, `view_dropout` hides views at random (the same way for both).
+        """
+        if "features" in batch:
+            features = batch["features"]
+        else:
+            images = batch["images"].float() / 255.0
+            if self.training and self.settings.augment and images.shape[1] == 4:
+                images = augment(images)
+            features = self._embed(self.net.normalize(images))
+        present = batch.get("present")
+        if self.training and self.settings.view_dropout > 0:
+            b, v = features.shape[:2]
+            present = drop_views(b, v, self.settings.view_dropout, features.device)
+        return self.net.fused(features, present)
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Network outputs of a batch of views, or of cached backbone features."""
-        if "features" in batch:
-            return self.net.fuse_and_head(batch["features"])
-        images = batch["images"].float() / 255.0
-        if self.training and self.settings.augment:
-            images = augment(images)
-        return self.net.fuse_and_head(self._embed(self.net.normalize(images)))
+        return self.net.head(self.fused(batch))
+
+    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The cell logits of a classification or hybrid output."""
+        if self.settings.objective == "hybrid":
+            return split_hybrid(outputs, self.geography.n_classes)[0]
+        return outputs
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         s = self.settings
         if s.objective == "regression":
             return F.mse_loss(outputs.float(), batch["target_xy"].float())
+        logits = self.logits(outputs)
         if s.tau_km is None:
-            return F.cross_entropy(outputs.float(), batch["label"])
-        true, cells = batch["latlon"], self.centroids_latlon
-        soft = haversine_soft_targets(true[:, 0], true[:, 1], cells[:, 0], cells[:, 1], s.tau_km)
-        return F.cross_entropy(outputs.float(), soft.float())
+            loss = F.cross_entropy(logits.float(), batch["label"])
+        else:
+            true, cells = batch["latlon"], self.centroids_latlon
+            soft = haversine_soft_targets(
+                true[:, 0], true[:, 1], cells[:, 0], cells[:, 1], s.tau_km
+            )
+            loss = F.cross_entropy(logits.float(), soft.float())
+        if s.objective == "hybrid":
+            _, offsets = split_hybrid(outputs, self.geography.n_classes)
+            scaler = self.geography.scaler
+            x, y = scaler.inverse(
+                batch["target_xy"][:, 0].double(), batch["target_xy"][:, 1].double()
+            )
+            true_xy = torch.stack([x, y], dim=1)
+            centroids = self.geography.centroids(s.centroid_kind).to(true_xy.device)
+            side = self.geography.cell_side_m
+            loss = loss + s.offset_weight * offset_loss(
+                offsets, batch["label"], true_xy, centroids, side
+            )
+        return loss
 
     def decode(
-        self, outputs: torch.Tensor, every: bool = False, top_k: int = TOP_CELLS
+        self,
+        outputs: torch.Tensor,
+        every: bool = False,
+        fused: torch.Tensor | None = None,
+        top_k: int = TOP_CELLS,
     ) -> dict[str, np.ndarray]:
-        """Latitude/longitude with the configured decoding (see Geography.decode)."""
+        """Latitude/longitude with the configured decoding (see Geography.decode).
+
+        With a retrieval index and the batch's `fused` embeddings, the guess is refined by
+        the nearest training locations among the top cells (`lat`/`lon`); the head's own
+        guess stays in `head_lat`/`head_lon` when `every`.
+        """
         s = self.settings
-        return self.geography.decode(
+        decoded = self.geography.decode(
             outputs, s.objective, s.centroid_kind, s.decode, s.snap_to_land, every, top_k
         )
+        if self.retrieval is not None and fused is not None:
+            probs = torch.softmax(self.logits(outputs).detach().float(), dim=1)
+            xy = self.retrieval.refine(fused, probs, s.retrieval_cells, s.retrieval_neighbors)
+            lat, lon = to_latlon(xy[:, 0], xy[:, 1], self.geography.crs)
+            if s.snap_to_land and self.geography.border is not None:
+                lat, lon = snap_inside(self.geography.border, lat, lon)
+            if every:
+                decoded["head_lat"], decoded["head_lon"] = decoded["lat"], decoded["lon"]
+            decoded["lat"], decoded["lon"] = np.asarray(lat), np.asarray(lon)
+        return decoded
 
     @torch.no_grad()
     def locate(self, images: torch.Tensor, top_k: int = TOP_CELLS) -> dict[str, np.ndarray]:
-        """uint8 views (B, V, 3, H, W) -> decoded locations with their confidence (eval mode)."""
-        return self.decode(self({"images": images.to(self.device)}), every=True, top_k=top_k)
+        """uint8 views (B, V, 3, H, W) -> decoded locations with their confidence (eval mode).
+
+        V is 4 (N, E, S, W), or 1 to 4 for a `mean` or `attention` model.
+        """
+        if self.settings.fusion == "concat" and images.shape[1] != 4:
+            raise UserError(concat_refusal(images.shape[1]))
+        fused = self.fused({"images": images.to(self.device)})
+        return self.decode(self.net.head(fused), every=True, fused=fused, top_k=top_k)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch), batch)
@@ -155,13 +235,14 @@ class GeoLocator(pl.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> None:
-        outputs = self(batch)
+        fused = self.fused(batch)
+        outputs = self.net.head(fused)
         n = len(outputs)
         self.log(f"{split}/loss", self.loss(outputs, batch), batch_size=n, sync_dist=True)
-        decoded = self.decode(outputs)
+        decoded = self.decode(outputs, fused=fused)
         self.metrics[split].update(np.stack([decoded["lat"], decoded["lon"]], 1), batch["latlon"])
         if hasattr(self, "class_acc"):
-            self.class_acc[split].update(outputs.argmax(dim=1), batch["label"])
+            self.class_acc[split].update(self.logits(outputs).argmax(dim=1), batch["label"])
 
     def _log_metrics(self, split: str) -> None:
         logged = {f"{split}/{k}": v for k, v in self.metrics[split].compute().items()}
@@ -201,6 +282,18 @@ class GeoLocator(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["geoguesser"] = {"format": CHECKPOINT_FORMAT, "version": __version__}
+        if self.retrieval is not None:
+            checkpoint[RETRIEVAL_KEY] = self.retrieval.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint's retrieval index (retrieval.attach wrote it) comes with its weights.
+
+        A checkpoint without one leaves the index in memory as it is: under DDP another
+        process may test from the best checkpoint before rank 0 has written the index into it.
+        """
+        index = checkpoint.get(RETRIEVAL_KEY)
+        if index is not None:
+            self.retrieval = RetrievalIndex.from_dict(index)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> GeoLocator:
@@ -236,4 +329,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     settings = {**hparams["settings"], "weights": None, "compile": False}
     model = GeoLocator(hparams["geography"], settings, hparams["mean"], hparams["std"])
     model.load_state_dict(checkpoint["state_dict"])
+    model.on_load_checkpoint(checkpoint)
     return model.eval()

@@ -1,4 +1,8 @@
-"""From photographs to coordinates: batched inference with a model or a checkpoint file."""
+"""From photographs to coordinates: batched inference with a model or a checkpoint file.
+
+Locations come as dataset folders (four views each), or as a folder of single photographs
+(`predict_photos`), each placed on its own, for models whose fusion answers from one view.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
 
 from .atomic import write_csv
 from .config import TOP_CELLS
 from .data import LocationDataset
 from .datasets import validate
 from .errors import UserError
+from .fusion import concat_refusal
 from .geo import haversine_km
+from .image_cache import decode_view
 from .model import GeoLocator, load_checkpoint
 from .progress import progress as progress_of
 
@@ -136,5 +143,85 @@ def predict_dirs(
     try:
         write_csv(result, out)
     except OSError as exc:  # the file system changed its mind since check_output
+        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+    return result
+
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class PhotoDataset(Dataset):
+    """Single photographs, each a location of one view: {"images": (1, 3, S, S) uint8}."""
+
+    def __init__(self, paths: list[Path], image_size: int):
+        self.paths, self.image_size = paths, image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        view = torch.from_numpy(np.array(decode_view(self.paths[i], self.image_size)))
+        return {"images": view.permute(2, 0, 1)[None]}
+
+
+def photo_files(photos: str | Path) -> list[Path]:
+    """Every image file of `photos` (not recursive), checked readable; else one line each."""
+    photos = Path(photos)
+    if not photos.is_dir():
+        raise UserError(f"{photos}: no such folder of photos")
+    paths = sorted(
+        p for p in photos.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES
+    )
+    if not paths:
+        raise UserError(f"{photos}: no image files ({', '.join(PHOTO_SUFFIXES)})")
+    problems, seen = [], {}
+    for path in paths:
+        if path.stem in seen:
+            problems.append(
+                f"{path}: same name as {seen[path.stem].name}; each uuid is a file stem"
+            )
+        seen.setdefault(path.stem, path)
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            problems.append(f"{path}: not a readable image")
+    if problems:
+        raise UserError("\n".join(problems))
+    return paths
+
+
+def predict_photos(
+    checkpoint: str | Path,
+    photos: str | Path,
+    out: str | Path,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The competition's CSV for a folder of single photographs: each file (its stem as
+    uuid) placed from its one view. A `concat` model cannot, and says so before any work."""
+    check_output(out, [photos])
+    paths = photo_files(photos)
+    model = load_checkpoint(checkpoint)
+    if model.settings.fusion == "concat":
+        raise UserError(f"{checkpoint}: {concat_refusal(1)}")
+    model = model.to(device or default_device()).eval()
+    loader = DataLoader(PhotoDataset(paths, model.settings.image_size), batch_size=batch_size)
+    lat, lon = [], []
+    for batch in progress_of(loader, desc="predicting", enabled=progress):
+        decoded = model.locate(batch["images"])
+        lat.append(decoded["lat"])
+        lon.append(decoded["lon"])
+    result = pd.DataFrame(
+        {
+            "uuid": [p.stem for p in paths],
+            "latitude": np.concatenate(lat),
+            "longitude": np.concatenate(lon),
+        }
+    )
+    try:
+        write_csv(result, out)
+    except OSError as exc:
         raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
     return result

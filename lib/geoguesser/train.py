@@ -34,6 +34,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from . import retrieval
 from .atomic import atomic_path
 from .config import TrainSettings
 from .data import GeoDataModule
@@ -238,15 +239,19 @@ def train(
     run_dir: str | Path,
     border=None,
     callbacks: list[Callback] | None = None,
+    feature_store: dict | None = None,
 ) -> TrainResult:
-    """Fit, resume if honestly possible, test the best checkpoint; returns metrics and paths."""
+    """Fit, resume if honestly possible, test the best checkpoint; returns metrics and paths.
+
+    `feature_store`: frozen-backbone features shared between fits (see data.GeoDataModule).
+    """
     run_dir = Path(run_dir)
     problems = check_views(table)
     if problems:
         raise UserError("\n".join(map(str, problems)))
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")  # TF32 on Ampere and newer; no effect on CPU
-    datamodule = GeoDataModule(table, settings)
+    datamodule = GeoDataModule(table, settings, feature_store)
     datamodule.setup("fit")
     for split in ("train", "val"):
         if len(datamodule.datasets[split]) == 0:
@@ -291,6 +296,7 @@ def train(
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if checkpoint.best_model_score is not None:
         trainer.logger.log_hyperparams(hparams, {"hp_metric": float(checkpoint.best_model_score)})
+    retrieval.attach(model, datamodule, best)  # training embeddings into the best checkpoint
     test = {}
     if len(datamodule.datasets["test"]):
         trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
