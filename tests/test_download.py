@@ -217,7 +217,10 @@ MORE = [(44.0 + 0.05 * i, 16.0 + 0.05 * j) for i in range(4) for j in range(5)]
 
 
 def slow(server):
-    server.delay_s = 1.0  # a location takes five answers: none finishes before the signal
+    # A location takes two rounds of answers (metadata, then its four views), and the signal
+    # goes 0.2 s after the first metadata answer: a 3 s delay leaves 2.8 s for a loaded
+    # machine to deliver it before any location can finish (1 s once proved too tight).
+    server.delay_s = 3.0
 
 
 FAILURES = {
