@@ -260,6 +260,16 @@ def own_sixty(tmp_path_factory):
     return root / "ds"
 
 
+def as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it, whatever the test runner was started with.
+
+    A process started in the background of a non-interactive shell (as CI may start the
+    suite) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def run_failing_download(server, out, tmp_path, mode) -> tuple[int, str]:
     key_file = tmp_path / "key.txt"
     key_file.write_text(KEY)
@@ -271,7 +281,10 @@ def run_failing_download(server, out, tmp_path, mode) -> tuple[int, str]:
     if mode not in SIGNALS:
         return main(args), ""
     process = subprocess.Popen(
-        [sys.executable, "-m", "geoguesser.cli", *args], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "geoguesser.cli", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while process.poll() is None and server.metadata_requests == 0 and time.monotonic() < deadline:
