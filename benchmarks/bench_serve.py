@@ -35,7 +35,7 @@ def save_model(path: Path, backbone: str, image_size: int) -> Path:
     from geoguesser.config import TrainSettings
     from geoguesser.enrich import prepare
     from geoguesser.geography import Geography
-    from geoguesser.model import CHECKPOINT_FORMAT, GeoLocator
+    from geoguesser.model import GeoLocator, write_checkpoint
     from geoguesser.sampling import sample_uniform
     from geoguesser.splits import split_locations
 
@@ -47,15 +47,7 @@ def save_model(path: Path, backbone: str, image_size: int) -> Path:
         backbone=backbone, image_size=image_size, fusion="mean", accelerator="cpu", devices=1
     )
     model = GeoLocator(Geography.of(cells, scaler, border), settings, IMAGENET_MEAN, IMAGENET_STD)
-    torch.save(
-        {
-            "geoguesser": {"format": CHECKPOINT_FORMAT, "version": "bench"},
-            "hyper_parameters": dict(model.hparams),
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
-    return path
+    return write_checkpoint(model, path)
 
 
 def views(seed: int) -> list:

@@ -19,7 +19,7 @@ from geoguesser import serve
 from geoguesser.backbones import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.cli import main
 from geoguesser.geography import Geography
-from geoguesser.model import CHECKPOINT_FORMAT, GeoLocator
+from geoguesser.model import GeoLocator, write_checkpoint
 
 
 def save_checkpoint(path, enriched, **settings):
@@ -32,16 +32,7 @@ def save_checkpoint(path, enriched, **settings):
         IMAGENET_MEAN,
         IMAGENET_STD,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "geoguesser": {"format": CHECKPOINT_FORMAT, "version": "test"},
-            "hyper_parameters": dict(model.hparams),
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
-    return path
+    return write_checkpoint(model, path)
 
 
 @pytest.fixture(scope="module")

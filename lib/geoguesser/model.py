@@ -21,6 +21,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from . import __version__
+from .atomic import atomic_path
 from .backbones import build_backbone, feature_size
 from .borders import snap_inside
 from .config import TOP_CELLS, TrainSettings
@@ -294,6 +295,21 @@ class GeoLocator(pl.LightningModule):
         index = checkpoint.get(RETRIEVAL_KEY)
         if index is not None:
             self.retrieval = RetrievalIndex.from_dict(index)
+
+
+def write_checkpoint(model: GeoLocator, path: str | Path) -> Path:
+    """`model` as a checkpoint `load_checkpoint` reads, without a Trainer.
+
+    For a model that never trained (benchmarks, tests of prediction and serving): the
+    format marker and the retrieval index come from `on_save_checkpoint`, as in a fit.
+    """
+    checkpoint = {"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> GeoLocator:
