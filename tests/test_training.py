@@ -106,6 +106,42 @@ def test_interrupted_fit_resumes_and_finishes_the_same_number_of_epochs(enriched
     )
 
 
+class LastCheckpointEpochs(Callback):
+    """The epoch that last.ckpt holds as each epoch starts, i.e. once the one before is over."""
+
+    def __init__(self):
+        self.epochs, self.val_km = [], []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+        self.epochs.append(torch.load(last, weights_only=True)["epoch"] if last.exists() else None)
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.val_km.append(float(trainer.callback_metrics["val/mean_km"]))
+
+
+def test_last_checkpoint_is_every_finished_epoch_even_when_validation_got_worse(enriched, tmp_path):
+    """A killed fit resumes after its last finished epoch, not after its last best one.
+
+    Lightning 2.6 writes last.ckpt only in a step that also wrote a top-k checkpoint, so
+    after an epoch whose validation did not improve, last.ckpt kept an earlier epoch.
+    """
+    table, cells, scaler, border = enriched
+    recorder = LastCheckpointEpochs()
+    # A learning rate far too high: validation jumps about instead of improving every epoch.
+    config = tiny_config(max_epochs=4, freeze_epochs=1, lr=10.0)
+    result = train(config, table, cells, scaler, tmp_path, border, callbacks=[recorder])
+    val = recorder.val_km
+    assert len(val) == 4 and any(val[i] >= min(val[:i]) for i in range(1, 4)), val
+    assert recorder.epochs == [None, 0, 1, 2]
+    assert torch.load(result.last_checkpoint, weights_only=True)["epoch"] == 3
+    # The best checkpoint is still the best epoch's, and the only one left.
+    best = f"best-epoch{int(np.argmin(val)):03d}.ckpt"
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best-epoch*.ckpt")] == [best]
+    assert result.best_checkpoint.name == best
+
+
 def test_broken_image_is_named_before_training_starts(enriched, tmp_path, synthetic_dir):
     table, cells, scaler, border = enriched
     broken = table.copy()

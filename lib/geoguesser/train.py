@@ -69,6 +69,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
+class EpochCheckpoint(ModelCheckpoint):
+    """The best checkpoint as ModelCheckpoint keeps it, and last.ckpt after every epoch.
+
+    Since Lightning 2.6, `save_last=True` writes last.ckpt only in a step that also wrote a
+    top-k checkpoint, so after an epoch whose validation did not improve, last.ckpt kept an
+    earlier epoch: a fit killed then redid finished epochs, and a finished fit looked
+    unfinished. By the end of the training epoch validation and the per-epoch schedulers
+    have run, so this is the epoch's whole state; ModelCheckpoint runs after the other
+    callbacks' hooks, and an epoch that it already saved is not written twice.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's own key: a checkpoint written before this class existed resumes
+        # with its best so far, and readers of the checkpoint find the state where they did.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 class BatchSeed(Callback):
     """Reseed before every training batch from (seed, epoch, batch).
 
@@ -179,7 +202,7 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
         # The frozen epochs give the backbone no gradients (with the feature cache it is not
         # even run); DDP must be told to expect parameters without them.
         strategy = "ddp_find_unused_parameters_true"
-    checkpoint = ModelCheckpoint(
+    checkpoint = EpochCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch:03d}",
         monitor="val/mean_km",
