@@ -58,14 +58,12 @@ def test_validation_test_and_predictions_count_each_location_once(ddp_run):
     held_out = table[table.split.isin(["val", "test"])]
     assert predictions.uuid.is_unique and set(predictions.uuid) == set(held_out.uuid)
     # The test metrics of the two processes are those of the best checkpoint's predictions,
-    # made in one process: the same locations, each once.
+    # made in one process: the same locations, each once. Batches of another make-up give
+    # float32 outputs that differ in the last digits (3e-6 relative seen on one machine); a
+    # location missed or counted twice would move the mean by about 1/n, far above 1e-4.
     test = predictions[predictions.split == "test"]
-    assert summary["test"]["test/mean_km"] == pytest.approx(
-        test.error_km.mean(), rel=1e-6
-    )  # float32 outputs of other batches
-    assert summary["test"]["test/median_km"] == pytest.approx(
-        test.error_km.median(), rel=1e-6
-    )  # float32 outputs of other batches
+    assert summary["test"]["test/mean_km"] == pytest.approx(test.error_km.mean(), rel=1e-4)
+    assert summary["test"]["test/median_km"] == pytest.approx(test.error_km.median(), rel=1e-4)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == sizes["test"]
 
