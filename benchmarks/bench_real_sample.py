@@ -4,12 +4,13 @@ On `../shared/data/lumen-sample` (100 real LUMEN locations; skipped with one lin
 absent), each fold is held out in turn and the rest split into train and validation with
 configs/sample.yaml's shares; a model of each variant is fitted by the project's own
 `train.train` on the configured frozen backbone, and placed the held-out fold. Every
-location goes through the backbone once in the whole run: the fits share the data module's
-feature store (the backbone is frozen and identical in all of them). Printed: mean and
-median km over all held-out locations for each objective x fusion, the options (retrieval,
-haversine smoothing's tau_km, view dropout), the one-view error (each view alone, averaged)
-against four views, and the naive baseline measured on the same folds: always answering
-the training locations' mean position.
+location goes through the backbone once for each band of the views (`view_rows`) in the
+whole run: the fits share the data module's feature store (the backbone is frozen and
+identical in all of them). Printed: mean and median km over all held-out locations for
+each objective x fusion, the options (retrieval, haversine smoothing's tau_km, view
+dropout, the band of rows seen), the one-view error (each view alone, averaged) against
+four views, and the naive baseline measured on the same folds: always answering the
+training locations' mean position.
 
 Usage: python benchmarks/bench_real_sample.py [--folds 5] [--only NAME ...]
 (needs `make sample-weights` first for configs/sample.yaml's weights)
@@ -55,6 +56,9 @@ VARIANTS |= {
     "hybrid mean tau 25": {"tau_km": 25},
     "hybrid mean tau 150": {"tau_km": 150},
     "hybrid mean view_dropout 0.5": {"view_dropout": 0.5},
+    "hybrid mean whole views": {"view_rows": [0.0, 1.0]},
+    "hybrid mean band 0.2-0.9": {"view_rows": [0.2, 0.9]},
+    "hybrid mean band 0.35-0.75": {"view_rows": [0.35, 0.75]},
 }
 
 
@@ -128,7 +132,7 @@ def main() -> int:
     baseline = np.concatenate([mean_guess_errors(t) for t in tables])
     variants = {n: v for n, v in VARIANTS.items() if not args.only or n in args.only}
     base = settings.train.model_dump(mode="json")
-    store: dict = {}
+    stores: dict = {}  # one feature store per band of the views: the same backbone otherwise
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +146,7 @@ def main() -> int:
                 {**base, **changes, "progress_bar": False, "image_cache_dir": str(tmp / "cache")}
             )
             errors: dict[str, list] = {}
+            store = stores.setdefault(tuple(train_settings.view_rows), {})
             t0 = time.perf_counter()
             for i, (table, cells, scaler) in enumerate(prepared):
                 run_dir = tmp / f"{len(rows)}-{i}"

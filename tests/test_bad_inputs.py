@@ -226,6 +226,7 @@ CASES = {
     "`--photos` and dataset folders together": predict_photos(photos_without_images, "dataset-dir"),
     "a fit strategy that cannot work": config_with("train.strategy=fsdp"),
     "several nodes without DDP": config_with("train.num_nodes=2"),
+    "a band of rows whose top is below its bottom": config_with("train.view_rows=[0.8,0.3]"),
     "the learning-rate finder with several processes": config_with(
         "train.lr_find=show", "train.devices=2", "train.strategy=ddp"
     ),

@@ -64,4 +64,4 @@ def test_the_checkpoint_records_and_applies_explicit_statistics(enriched, tmp_pa
     hparams = torch.load(result.last_checkpoint, weights_only=True)["hyper_parameters"]
     assert (hparams["mean"], hparams["std"]) == (HALF, [0.25] * 3)
     grey = torch.full((1, 4, 3, 2, 2), 0.75)
-    assert torch.allclose(model.net.normalize(grey), torch.ones_like(grey))
+    assert torch.allclose(model.net.backbone_input(grey), torch.ones_like(grey))

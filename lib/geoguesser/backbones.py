@@ -152,15 +152,20 @@ def pretrained_normalization(name: str) -> tuple[list[float], list[float]]:
 
 
 @torch.no_grad()
-def feature_size(backbone: nn.Module, image_size: int, name: str = "backbone") -> int:
-    """Measure D with one dummy image; an image size the backbone cannot take is a UserError."""
+def feature_size(
+    backbone: nn.Module, image_size: int, name: str = "backbone", height: int | None = None
+) -> int:
+    """Measure D with one dummy image (`height` rows of `image_size` when cropped); an image
+    size the backbone cannot take is a UserError."""
     was_training = backbone.training
     backbone.eval()
+    height = image_size if height is None else height
     try:
-        out = backbone(torch.zeros(1, 3, image_size, image_size))
+        out = backbone(torch.zeros(1, 3, height, image_size))
     except (RuntimeError, AssertionError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise UserError(f"backbone {name} cannot take {image_size} px images: {message}") from None
+        shape = f"{image_size} px" if height == image_size else f"{image_size} x {height} px"
+        raise UserError(f"backbone {name} cannot take {shape} images: {message}") from None
     finally:
         backbone.train(was_training)
     if out.ndim != 2:

@@ -225,6 +225,13 @@ class TrainSettings(Section):
         " to learn to answer from fewer; needs fusion mean or attention",
     )
     image_size: PositiveInt = Field(224, description="views are resized to this many pixels")
+    view_rows: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = (
+        Field(
+            (0.0, 1.0),
+            description="the band of each view the backbone sees, from top to bottom as"
+            " fractions of its height: [0.3, 0.8] keeps the horizon, without sky and road",
+        )
+    )
     normalization: Literal["weights", "imagenet", "train"] = Field(
         "weights",
         description="channel statistics: those the backbone's pretrained weights expect (timm's"
@@ -315,6 +322,13 @@ class TrainSettings(Section):
     extra: dict[str, Any] = Field(
         default_factory=dict, description="passed to pytorch_lightning.Trainer as is"
     )
+
+    @field_validator("view_rows")
+    @classmethod
+    def _band_not_empty(cls, rows: tuple[float, float]) -> tuple[float, float]:
+        if rows[0] >= rows[1]:
+            raise ValueError(f"the top ({rows[0]}) must be above the bottom ({rows[1]})")
+        return rows
 
     @field_validator("backbone")
     @classmethod

@@ -140,7 +140,7 @@ def backbone_features(
         done = 0
         for batch in loader:
             images = batch["images"].to(device).float() / 255.0
-            for features in net.embed(net.normalize(images)).float().cpu():
+            for features in net.embed(net.backbone_input(images)).float().cpu():
                 store[keys[missing[done]]] = features
                 done += 1
         net.train(was_training)

@@ -40,6 +40,16 @@ from .retrieval import RETRIEVAL_KEY, RetrievalIndex
 CHECKPOINT_FORMAT = 4
 
 
+def band(height: int, view_rows: tuple[float, float]) -> tuple[int, int]:
+    """First and past-the-last pixel row of the band `view_rows` of a view `height` tall.
+
+    Street View photographs put the horizon at mid-height: sky and road, the same all over
+    the country, fill the rest. Never empty: a band thinner than a row keeps one row.
+    """
+    top = min(round(view_rows[0] * height), height - 1)
+    return top, max(top + 1, round(view_rows[1] * height))
+
+
 class MultiViewNet(nn.Module):
     """uint8 views (B, V, 3, H, W) -> outputs (B, n_outputs), through one shared backbone.
 
@@ -56,9 +66,11 @@ class MultiViewNet(nn.Module):
         mean,
         std,
         dropout=0.0,
+        view_rows=(0.0, 1.0),
     ):
         super().__init__()
         self.backbone = backbone
+        self.view_rows = tuple(view_rows)
         self.fusion = ViewFusion(fusion, feature_dim)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1))
@@ -70,15 +82,18 @@ class MultiViewNet(nn.Module):
         """The network the settings describe: backbone (its feature size measured) and head."""
         s = settings
         backbone = build_backbone(s.backbone, s.weights)
-        dim = feature_size(backbone, s.image_size, s.backbone)
-        net = cls(backbone, dim, n_outputs, s.fusion, mean, std, s.head_dropout)
+        height = len(range(*band(s.image_size, s.view_rows)))
+        dim = feature_size(backbone, s.image_size, s.backbone, height)
+        net = cls(backbone, dim, n_outputs, s.fusion, mean, std, s.head_dropout, s.view_rows)
         if s.channels_last:
             net.channels_last = True
             net.backbone.to(memory_format=torch.channels_last)
         return net
 
-    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
-        return (images01 - self.mean) / self.std
+    def backbone_input(self, images01: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, H, W) in [0, 1] -> the band of rows `view_rows`, normalized."""
+        top, bottom = band(images01.shape[-2], self.view_rows)
+        return (images01[..., top:bottom, :] - self.mean) / self.std
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Normalized (B, V, 3, H, W) -> per-view features (B, V, D), all views in one pass."""
@@ -96,7 +111,7 @@ class MultiViewNet(nn.Module):
         return self.head(self.fused(features, present))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fuse_and_head(self.embed(self.normalize(images.float() / 255.0)))
+        return self.fuse_and_head(self.embed(self.backbone_input(images.float() / 255.0)))
 
 
 class GeoLocator(pl.LightningModule):
@@ -146,7 +161,7 @@ class GeoLocator(pl.LightningModule):
             images = batch["images"].float() / 255.0
             if self.training and self.settings.augment and images.shape[1] == 4:
                 images = augment(images)
-            features = self._embed(self.net.normalize(images))
+            features = self._embed(self.net.backbone_input(images))
         present = batch.get("present")
         if self.training and self.settings.view_dropout > 0:
             b, v = features.shape[:2]
