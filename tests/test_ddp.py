@@ -21,6 +21,7 @@ import yaml
 from conftest import fit_processes, geoguesser, set_args, tiny_overrides
 from geoguesser.config import load_settings
 from geoguesser.launch import launch_fit
+from geoguesser.runs import STEPS, completed_steps, mark_completed
 
 TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]
 # 80 locations: 61 train, 9 val, 10 test; 9 shards unevenly over two processes.
@@ -99,6 +100,7 @@ def test_torchrun_starts_the_same_fit_as_the_run(ddp_run, tmp_path):
     copy = tmp_path / "ddp"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))
     (copy / "training.json").unlink()
+    mark_completed(copy, STEPS[:3])  # prepared with `geoguesser run --to 03`
     torchrun = Path(sys.executable).parent / "torchrun"
     fit = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "-m", "geoguesser.cli", "train",
@@ -109,6 +111,22 @@ def test_torchrun_starts_the_same_fit_as_the_run(ddp_run, tmp_path):
     again = json.loads((copy / "training.json").read_text())
     first = json.loads((run_dir / "training.json").read_text())
     assert again["val"] == first["val"] and again["test"] == first["test"]
+    assert completed_steps(copy) == STEPS[:4]  # a fit by hand is step 04: --from 05 follows
+
+
+def test_a_fit_that_step_04_launched_leaves_the_step_to_its_notebook(ddp_run, tmp_path):
+    # Step 04 is done once its notebook has drawn its figures too: a kernel stopped between
+    # the fit and the figures must leave the step to run again (it resumes the fit as done).
+    run_dir, _ = ddp_run
+    copy = tmp_path / "single"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["train"].update(devices=1, strategy="auto", max_epochs=1, freeze_epochs=0)
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    mark_completed(copy, STEPS[:3])
+    launch_fit(load_settings(copy / "config.yaml"), copy, lambda line: None)
+    assert (copy / "training.json").is_file()
+    assert completed_steps(copy) == STEPS[:3]
 
 
 def test_a_run_stops_after_the_step_asked(tiny_data, checkout, tmp_path):

@@ -12,6 +12,7 @@ in the environment.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from .atomic import write_csv, write_text
 from .config import Settings
 from .errors import UserError
+from .launch import PARENT_ENV
 from .runs import STEPS, completed_steps, is_run, mark_completed
 
 INPUTS = ("enriched.csv", "cells.geojson", "scaler.json")
@@ -78,7 +80,8 @@ def fit_run(settings: Settings, run_dir: str | Path, callbacks: list | None = No
         "test": result.test,
     }
     write_text(run_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
-    done = completed_steps(run_dir)
-    if done == STEPS[:3]:  # a fit launched by hand (torchrun, srun): --from 05 may follow
+    # A fit launched by hand (torchrun, srun) is step 04 whole: `--from 05` may follow. One
+    # that step 04 launched is not: the notebook still draws its figures, then marks itself.
+    if completed_steps(run_dir) == STEPS[:3] and PARENT_ENV not in os.environ:
         mark_completed(run_dir, STEPS[:4])
     return summary
