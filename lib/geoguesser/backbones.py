@@ -155,8 +155,10 @@ def pretrained_normalization(name: str) -> tuple[list[float], list[float]]:
 def feature_size(
     backbone: nn.Module, image_size: int, name: str = "backbone", height: int | None = None
 ) -> int:
-    """Measure D with one dummy image (`height` rows of `image_size` when cropped); an image
-    size the backbone cannot take is a UserError."""
+    """Measure D with one dummy image; a size the backbone cannot take is a UserError.
+
+    `height`: the rows the backbone sees of an `image_size` view (train.view_rows), if fewer.
+    """
     was_training = backbone.training
     backbone.eval()
     height = image_size if height is None else height

@@ -82,8 +82,8 @@ class MultiViewNet(nn.Module):
         """The network the settings describe: backbone (its feature size measured) and head."""
         s = settings
         backbone = build_backbone(s.backbone, s.weights)
-        height = len(range(*band(s.image_size, s.view_rows)))
-        dim = feature_size(backbone, s.image_size, s.backbone, height)
+        top, bottom = band(s.image_size, s.view_rows)
+        dim = feature_size(backbone, s.image_size, s.backbone, height=bottom - top)
         net = cls(backbone, dim, n_outputs, s.fusion, mean, std, s.head_dropout, s.view_rows)
         if s.channels_last:
             net.channels_last = True
