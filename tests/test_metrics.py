@@ -59,7 +59,11 @@ def tensorboard_scalars(run) -> dict[str, list[float]]:
 
 def test_metrics_json_training_summary_and_tensorboard_agree(finished_fit, enriched):
     """Step 05's metrics (from predictions.csv), the fit's test numbers (training.json) and
-    TensorBoard's test/* scalars are one computation: equal within float32 precision."""
+    TensorBoard's test/* scalars are one computation: equal within float32 precision.
+
+    A network's float32 outputs depend in their last digits on the batch around them (7e-7
+    relative on one machine), hence 1e-5; another computation (other rows, another decoding)
+    would differ by far more."""
     result, run = finished_fit
     table, cells, scaler, border = enriched
     model = load_checkpoint(result.best_checkpoint)
@@ -71,8 +75,8 @@ def test_metrics_json_training_summary_and_tensorboard_agree(finished_fit, enric
     keys = ["mean_km", "median_km", "geoscore", *(f"acc_{t}km" for t in THRESHOLDS_KM)]
     for key in keys:
         summary, board = result.test[f"test/{key}"], logged[f"test/{key}"][-1]
-        assert metrics["test"][key] == pytest.approx(summary, rel=2e-7, abs=1e-6), key
-        assert metrics["test"][key] == pytest.approx(board, rel=2e-7, abs=1e-6), key
+        assert metrics["test"][key] == pytest.approx(summary, rel=1e-5, abs=1e-6), key
+        assert metrics["test"][key] == pytest.approx(board, rel=1e-5, abs=1e-6), key
 
 
 def _roundtrip(predictions: pd.DataFrame, run):
