@@ -31,9 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_real_sample import fold_of
 
 from geoguesser.backbones import build_backbone
+from geoguesser.borders import load_border
 from geoguesser.config import load_settings
+from geoguesser.datasets import load_locations
 from geoguesser.errors import UserError
 from geoguesser.geo import haversine_km, to_latlon, to_projected
 from geoguesser.image_cache import decode_location
@@ -51,7 +54,9 @@ def view_features(net, table, size: int, band: bool, mean, std) -> np.ndarray:
     out = []
     for start in range(0, len(table), 8):
         rows = table.iloc[start : start + 8]
-        images = np.concatenate([decode_location(SAMPLE, u, size) for u in rows.uuid])
+        images = np.concatenate(
+            [decode_location(d, u, size) for d, u in zip(rows.dataset_dir, rows.uuid, strict=True)]
+        )
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
         if band:
             x = x[:, :, int(BAND[0] * size) : int(BAND[1] * size)]
@@ -130,7 +135,7 @@ def cv_errors(predict, features, km, lat, lon, seeds, k=5) -> np.ndarray:
     """Held-out errors (km) for every location under each fold seed: (len(seeds), N)."""
     errors = np.zeros((len(seeds), len(km)))
     for s, seed in enumerate(seeds):
-        fold = np.random.default_rng(seed).permutation(len(km)) % k  # bench_real_sample's
+        fold = fold_of(len(km), k, np.random.default_rng(seed))
         for i in range(k):
             test, train = fold == i, fold != i
             guess = predict(features[train], km[train], features[test])
@@ -149,13 +154,15 @@ def main() -> int:
         print(f"skipped: the real sample is not at {SAMPLE}")
         return 0
     try:
-        settings = load_settings(args.config).train
+        config = load_settings(args.config, [f"data.dataset_dirs=[{SAMPLE}]"])
+        settings = config.train
         net = build_backbone(settings.backbone, REPO / settings.weights).eval()
+        border = load_border(config.data.border, config.data.country)
+        table, _ = load_locations(config.data.dataset_dirs, border=border)
     except UserError as exc:
         print(f"bench_feature_probes: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    table = pd.read_csv(SAMPLE / "data.csv", dtype={"uuid": str})
     lat, lon = table.latitude.to_numpy(), table.longitude.to_numpy()
     km = np.stack(to_projected(lat, lon), 1) / 1000.0
     started = time.perf_counter()

@@ -62,15 +62,20 @@ VARIANTS |= {
 }
 
 
+def fold_of(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Each of n locations' fold, 0 to k-1 (bench_feature_probes.py draws the same folds)."""
+    return rng.permutation(n) % k
+
+
 def fold_tables(locations: pd.DataFrame, k: int, fractions, seed: int) -> list[pd.DataFrame]:
     """k copies of the locations with a `split` column: fold i is test, the rest train/val."""
     rng = np.random.default_rng(seed)
-    fold_of = rng.permutation(len(locations)) % k
+    fold = fold_of(len(locations), k, rng)
     val_share = fractions[1] / (fractions[0] + fractions[1])
     tables = []
     for i in range(k):
-        split = np.where(fold_of == i, "test", "train").astype(object)
-        rest = np.flatnonzero(fold_of != i)
+        split = np.where(fold == i, "test", "train").astype(object)
+        rest = np.flatnonzero(fold != i)
         val = rng.choice(rest, size=max(1, round(val_share * len(rest))), replace=False)
         split[val] = "val"
         tables.append(locations.assign(split=split))
