@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CUT_NETWORK = [
@@ -28,6 +30,23 @@ CUT_NETWORK = [
     "--proxy-server=127.0.0.1:9",
     "--proxy-bypass-list=127.0.0.1",
 ]
+
+
+def require_program(path: str, what: str) -> None:
+    """Skip the calling test without `path` on a developer's machine; fail under CI=true.
+
+    `.ci/run` installs every system program the tests drive (Chromium, SLURM, munge), so in CI
+    a missing one is a broken set-up, not a reason to pass without checking anything.
+    """
+    if Path(path).exists() or shutil.which(path):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what}: {path} is missing under CI=true (.ci/run installs it)")
+    pytest.skip(f"{what}: needs {path}")
+
+
+def require_chromium() -> None:
+    require_program(CHROMIUM, "headless Chromium")
 
 
 class Page:

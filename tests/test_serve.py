@@ -202,8 +202,8 @@ def test_bad_command_lines_are_one_line_exit_2(models, tmp_path, capsys):
             assert len(err) == 1 and err[0].startswith("geoguesser serve: ") and message in err[0]
 
 
-@pytest.mark.skipif(not Path(browser.CHROMIUM).exists(), reason="needs chromium")
 def test_the_page_in_headless_chromium_shows_the_guess_with_no_network(models, tmp_path):
+    browser.require_chromium()
     port = free_port()
     server = browser.serve_in_background(models / "mean.ckpt", port)
 
