@@ -3,7 +3,6 @@
 import asyncio
 import io
 import socket
-from pathlib import Path
 
 import browser
 import httpx
