@@ -3,6 +3,8 @@
 import asyncio
 import io
 import socket
+import threading
+import time
 
 import browser
 import httpx
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from test_maps import network_urls
 
@@ -48,9 +52,16 @@ def app(models):
     return serve.create_app(serve.ModelStore(models / "mean.ckpt", models))
 
 
+LOCAL = f"http://127.0.0.1:{serve.PORT}"  # where the server is reached: its Host is answered
+
+
+def local(app) -> TestClient:
+    return TestClient(app, base_url=LOCAL)
+
+
 @pytest.fixture(scope="module")
 def client(app):
-    return TestClient(app)
+    return local(app)
 
 
 def jpeg(seed: int, size: int = 48) -> bytes:
@@ -69,6 +80,7 @@ def test_health_and_models_list_the_folder_and_the_default(client):
     assert client.get("/models").json() == {
         "default": "mean.ckpt",
         "models": ["mean.ckpt", "more/concat.ckpt", "regression.ckpt"],
+        "unusable": {},
     }
 
 
@@ -130,7 +142,7 @@ def test_a_bad_request_is_one_sentence_and_the_server_keeps_serving(
 def test_a_request_over_the_size_cap_is_refused(models):
     small = serve.create_app(serve.ModelStore(models / "mean.ckpt"), max_bytes=10_000)
     big = [("images", ("big.png", b"x" * 20_000, "image/png"))]
-    response = TestClient(small).post("/predict", files=big)
+    response = local(small).post("/predict", files=big)
     assert response.status_code == 413 and "larger than" in response.json()["detail"]
 
 
@@ -155,14 +167,14 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(mode
 
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as client:
             return await asyncio.gather(
                 *(client.post("/predict", files=images(2, seed=10 * i)) for i in range(8))
             )
 
     batched = [r.json() for r in asyncio.run(ask_all())]
     assert max(app.state.batcher.batch_sizes) > 1 and sum(app.state.batcher.batch_sizes) == 8
-    alone = TestClient(serve.create_app(serve.ModelStore(models / "mean.ckpt")))
+    alone = local(serve.create_app(serve.ModelStore(models / "mean.ckpt")))
     for i, answer in enumerate(batched):
         single = alone.post("/predict", files=images(2, seed=10 * i)).json()
         assert answer["latitude"] == pytest.approx(single["latitude"], abs=1e-6)
@@ -226,3 +238,305 @@ def test_the_page_in_headless_chromium_shows_the_guess_with_no_network(models, t
     assert [url for url in requested if not url.startswith((own, "data:", "blob:"))] == []
     with Image.open(tmp_path / "page.png") as shot:
         assert shot.size == (1200, 720)
+
+
+# --- whom the server answers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host, answered",
+    [
+        (f"127.0.0.1:{serve.PORT}", True),
+        (f"localhost:{serve.PORT}", True),
+        (f"LocalHost:{serve.PORT}", True),
+        (f"[::1]:{serve.PORT}", True),
+        ("127.0.0.1:9", False),  # another port: another server's name
+        (f"evil.example:{serve.PORT}", False),  # a DNS-rebinding page's name for 127.0.0.1
+        ("evil.example", False),
+        (f"user@127.0.0.1:{serve.PORT}", False),
+        ("", False),
+    ],
+)
+def test_only_requests_addressed_to_the_server_are_answered(client, host, answered):
+    response = client.get("/health", headers={"host": host})
+    assert (response.status_code == 200) == answered, response.text
+    if not answered:
+        assert response.status_code == 400 and "--allow-host" in response.json()["detail"]
+    posted = client.post("/predict", files=images(1), headers={"host": host})
+    assert (posted.status_code == 200) == answered
+
+
+def test_allow_host_adds_a_name_and_a_bind_address_is_its_own_name(models):
+    trust = serve.Trust.of("192.168.1.5", 8001, allow_hosts=["box.lan", "proxy.lan:443"])
+    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"), trust=trust)
+    client = TestClient(app, base_url="http://192.168.1.5:8001")
+    assert client.get("/health").status_code == 200
+    for host, status in [
+        ("box.lan:8001", 200),
+        ("proxy.lan:443", 200),
+        ("box.lan:8000", 400),
+        ("other.lan:8001", 400),
+        ("localhost:8001", 200),
+    ]:
+        assert client.get("/health", headers={"host": host}).status_code == status, host
+
+
+def test_a_post_from_another_sites_page_is_refused_unless_allowed(models):
+    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"))
+    client = local(app)
+    foreign = {"origin": "http://evil.example"}
+    refused = client.post("/predict", files=images(1), headers=foreign)
+    assert refused.status_code == 403 and "--allow-origin" in refused.json()["detail"]
+    assert app.state.batcher.batch_sizes == []  # refused before the model saw it
+    for origin in ["null", "https://127.0.0.1:8000", f"http://127.0.0.1:{serve.PORT}.evil.example"]:
+        assert (
+            client.post("/predict", files=images(1), headers={"origin": origin}).status_code == 403
+        )
+    assert client.get("/health", headers=foreign).status_code == 200  # reading is not acting
+    own = client.post("/predict", files=images(1), headers={"origin": LOCAL})
+    assert own.status_code == 200  # the server's own page
+
+    trust = serve.Trust.of(serve.HOST, serve.PORT, allow_origins=["HTTP://Lab.Example:3000/"])
+    allowed = local(serve.create_app(serve.ModelStore(models / "mean.ckpt"), trust=trust))
+    answer = allowed.post(
+        "/predict", files=images(1), headers={"origin": "http://lab.example:3000"}
+    )
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == "http://lab.example:3000"
+    other = allowed.post("/predict", files=images(1), headers={"origin": "http://lab.example"})
+    assert other.status_code == 403
+
+
+# --- checkpoints that cannot load ----------------------------------------------------------------
+
+
+def broken_checkpoints(good, folder):
+    """Each way a checkpoint file can fail to load, written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    saved = torch.load(good, weights_only=True)
+    torch.save({k: v for k, v in saved.items() if k != "hyper_parameters"}, folder / "no-hp.ckpt")
+    state = dict(saved["state_dict"])
+    key = next(k for k, v in state.items() if v.ndim == 2)
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    torch.save({**saved, "state_dict": state}, folder / "shape.ckpt")
+    (folder / "folder.ckpt").mkdir()
+    return ["folder.ckpt", "no-hp.ckpt", "random.ckpt", "shape.ckpt"]
+
+
+def test_a_checkpoint_that_cannot_load_is_listed_unusable_and_answered_in_one_sentence(
+    models, tmp_path, capfd
+):
+    broken = broken_checkpoints(models / "mean.ckpt", tmp_path / "runs")
+    app = serve.create_app(serve.ModelStore(models / "mean.ckpt", tmp_path / "runs"))
+    client = local(app)
+    for name in broken:
+        response = client.post("/predict", files=images(1), data={"model": name})
+        assert response.status_code == 503, (name, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith(f"model {name!r} cannot be used: ") and "\n" not in detail
+        assert str(tmp_path) not in detail  # the server's paths are its own business
+    listed = client.get("/models").json()
+    assert sorted(listed["unusable"]) == broken and listed["default"] == "mean.ckpt"
+    assert all("\n" not in reason for reason in listed["unusable"].values())
+    assert client.post("/predict", files=images(1)).status_code == 200
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+def test_a_folder_of_checkpoints_serves_the_first_that_loads(models, tmp_path):
+    broken_checkpoints(models / "mean.ckpt", tmp_path / "runs")
+    (tmp_path / "runs" / "zz.ckpt").write_bytes((models / "mean.ckpt").read_bytes())
+    store = serve.ModelStore(None, tmp_path / "runs")
+    store.load_default()
+    assert store.default == "zz.ckpt"
+    assert sorted(store.unusable) == ["folder.ckpt", "no-hp.ckpt", "random.ckpt", "shape.ckpt"]
+
+
+def test_serve_with_a_checkpoint_that_cannot_load_is_one_line_exit_2(models, tmp_path, capsys):
+    broken_checkpoints(models / "mean.ckpt", tmp_path)
+    for name in ["random.ckpt", "no-hp.ckpt", "shape.ckpt", "folder.ckpt"]:
+        args = ["serve", "--port", str(free_port()), "--checkpoint", str(tmp_path / name)]
+        assert main(args) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"geoguesser serve: {tmp_path / name}: ")
+    dir_only = ["serve", "--port", str(free_port()), "--checkpoint-dir", str(tmp_path)]
+    assert main(dir_only) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint here loads" in err[0]
+
+
+# --- numbers on the command line -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--port", "70000"),
+        ("--port", "-1"),
+        ("--max-batch", "0"),
+        ("--max-batch", "100000000"),
+        ("--batch-wait-ms", "nan"),
+        ("--batch-wait-ms", "inf"),
+        ("--batch-wait-ms", "-1"),
+        ("--batch-wait-ms", "1e9"),
+        ("--max-upload-mb", "0"),
+        ("--max-upload-mb", "nan"),
+        ("--max-upload-mb", "1e12"),
+        ("--top-cells", "0"),
+        ("--top-cells", "100000"),
+    ],
+)
+def test_every_number_is_checked_before_anything_loads(tmp_path, capsys, option, value):
+    # The checkpoint does not exist: the number must be the one problem found, and first.
+    args = ["serve", "--checkpoint", str(tmp_path / "none.ckpt"), option, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geoguesser serve: {option} "), err
+    assert "must be a number from" in err[0]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--allow-host", "evil.example/path"),
+        ("--allow-host", "a b"),
+        ("--allow-origin", "http://lab.example/page"),
+        ("--allow-origin", "lab.example"),
+        ("--allow-origin", "ftp://lab.example"),
+    ],
+)
+def test_a_bad_allowed_name_is_one_line_before_anything_loads(tmp_path, capsys, option, value):
+    args = ["serve", "--checkpoint", str(tmp_path / "none.ckpt"), option, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geoguesser serve: {option} {value!r}: "), err
+
+
+def test_the_help_shows_the_serve_modules_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (serve.PORT, serve.MAX_BATCH, serve.BATCH_WAIT_MS, serve.MAX_UPLOAD_MB):
+        assert f"(default {default})" in text
+
+
+# --- what it spends ------------------------------------------------------------------------------
+
+
+def encoded(size: int, format: str) -> bytes:
+    pixels = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_a_png_that_would_decode_past_the_cap_is_refused_before_decoding(client, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(serve, "MAX_DECODED_PIXELS", 100 * 100)
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self)
+    )
+    png = client.post("/predict", files=[("images", ("big.png", encoded(400, "PNG"), "i/p"))])
+    assert png.status_code == 413, png.text
+    assert png.json()["detail"] == (
+        "big.png: 400 x 400 pixels is too large to decode in this format (at most 10,000 pixels)"
+    )
+    assert decoded == []  # refused from its header, not after decoding it
+    # A JPEG of the same size decodes at an eighth of each side (draft mode): 50 x 50.
+    jpg = client.post("/predict", files=[("images", ("big.jpg", encoded(400, "JPEG"), "i/j"))])
+    assert jpg.status_code == 200, jpg.text
+    assert set(decoded) == {(50, 50)}
+
+
+def test_no_more_photographs_decode_at_once_than_the_decode_slots(models, monkeypatch):
+    lock, in_flight, most = threading.Lock(), [0], [0]
+    real = serve.decode_upload
+
+    def counted(*args):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.05)  # long enough for the other requests to arrive meanwhile
+            return real(*args)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(serve, "decode_upload", counted)
+    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"), decode_slots=2)
+
+    async def ask_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as client:
+            return await asyncio.gather(
+                *(client.post("/predict", files=images(2, seed=i)) for i in range(8))
+            )
+
+    assert [r.status_code for r in asyncio.run(ask_all())] == [200] * 8
+    assert 1 <= most[0] <= 2
+
+
+# --- clients that misbehave ----------------------------------------------------------------------
+
+
+def test_a_client_that_hangs_up_mid_upload_is_no_error(app):
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", serve.PORT),
+        "headers": [
+            (b"host", f"127.0.0.1:{serve.PORT}".encode()),
+            (b"content-type", b"multipart/form-data; boundary=xyz"),
+            (b"content-length", b"100000"),
+        ],
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": b"--xyz\r\n", "more_body": True}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))  # before: ClientDisconnect, a traceback in the log
+    assert sent == []  # nobody to answer
+
+
+JPEG_BYTES, PNG_BYTES = jpeg(7, 40), encoded(40, "PNG")
+
+
+def damaged_images():
+    """A real JPEG or PNG cut short or with bytes overwritten somewhere."""
+    return st.tuples(
+        st.sampled_from([JPEG_BYTES, PNG_BYTES]), st.integers(0, 4000), st.binary(max_size=16)
+    ).map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]) :])
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(
+    files=st.lists(
+        st.tuples(
+            st.sampled_from(["images", "images", "model", "other"]),
+            st.text(max_size=20),
+            st.one_of(st.binary(max_size=2000), damaged_images()),
+            st.sampled_from(["image/jpeg", "image/png", "application/octet-stream", "x"]),
+        ),
+        max_size=5,
+    ),
+    fields=st.dictionaries(
+        st.sampled_from(["model", "images", "x", ""]), st.text(max_size=30), max_size=3
+    ),
+)
+def test_arbitrary_uploads_get_a_2xx_or_4xx_and_the_server_stays_up(client, files, fields):
+    form = [(key, (name, data, kind)) for key, name, data, kind in files]
+    response = client.post("/predict", files=form or None, data=fields or None)
+    assert 200 <= response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert "\n" not in response.json()["detail"]
+    assert client.get("/health").status_code == 200

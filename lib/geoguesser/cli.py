@@ -84,8 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         top_k=args.top_cells,
-        wait_s=None if args.batch_wait_ms is None else args.batch_wait_ms / 1000.0,
+        wait_ms=args.batch_wait_ms,
         max_batch=args.max_batch,
+        max_upload_mb=args.max_upload_mb,
+        allow_hosts=tuple(args.allow_host),
+        allow_origins=tuple(args.allow_origin),
     )
     return 0
 
@@ -319,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(run=_predict)
 
+    from . import serve as served  # its defaults and limits, defined there once
+    from .config import TOP_CELLS
+
     serve = commands.add_parser(
         "serve", help="a local server (page, /predict, /models) for trained checkpoints"
     )
@@ -326,19 +332,52 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--checkpoint-dir", type=Path, metavar="DIR", help="also serve every *.ckpt under DIR"
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: local)")
-    serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--top-cells", type=int, metavar="K", help="likeliest cells per answer (default 3)"
+        "--host", default=served.HOST, help="address to listen on (default %(default)s: local)"
+    )
+    serve.add_argument("--port", type=int, default=served.PORT, help="(default %(default)s)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="also answer requests addressed to this name (repeatable; the bound address "
+        "and localhost always are)",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept POSTs from pages of this origin, e.g. http://example.lan:3000 "
+        "(repeatable; the server's own page always is)",
+    )
+    serve.add_argument(
+        "--top-cells",
+        type=int,
+        default=TOP_CELLS,
+        metavar="K",
+        help="likeliest cells per answer (default %(default)s)",
     )
     serve.add_argument(
         "--batch-wait-ms",
         type=float,
+        default=served.BATCH_WAIT_MS,
         metavar="MS",
-        help="how long to gather concurrent requests into one forward pass (default 5)",
+        help="how long to gather concurrent requests into one forward pass (default %(default)s)",
     )
     serve.add_argument(
-        "--max-batch", type=int, help="requests in one forward pass at most (default 32)"
+        "--max-batch",
+        type=int,
+        default=served.MAX_BATCH,
+        help="requests in one forward pass at most (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=served.MAX_UPLOAD_MB,
+        metavar="MB",
+        help="largest request accepted (default %(default)s)",
     )
     serve.set_defaults(run=_serve)
 

@@ -2,42 +2,81 @@
 
 POST /predict takes one to four photographs (four: N, E, S, W) and answers where the model
 places them, with its expected error and likeliest cells; GET /models lists what it can
-serve, GET /health says it is up, GET / is a page to drop photographs on and see the guess
-on a map, with no network (Leaflet and the border are inlined, as in the error maps).
+serve (and what it cannot, with the reason), GET /health says it is up, GET / is a page to
+drop photographs on and see the guess on a map, with no network (Leaflet and the border are
+inlined, as in the error maps).
 
-Uploads are read into memory, capped, and never written to disk. Each request's photographs
-are decoded on a worker thread and handed to one `MicroBatcher`, which waits a few milliseconds for
-more requests and runs them through the model in one forward pass: the model sees one batch
-instead of many single locations, on a single thread so passes never fight for the cores.
-A client's mistake (not an image, too large, too many files, an unknown model) is a 4xx
-with one sentence; nothing a request sends can stop the server.
+Uploads are read into memory, capped, and never written to disk. Each photograph is decoded
+on a worker thread, at most DECODE_SLOTS at once and never past MAX_DECODED_PIXELS, so memory
+stays flat however many clients send large images; the views go to one `MicroBatcher`, which
+waits a few milliseconds for more requests and runs them through the model in one forward
+pass: the model sees one batch instead of many single locations, on a single thread so
+passes never fight for the cores. Only requests addressed to this server (its `Host`) and
+from its own page (or an allowed `Origin`) are answered. A client's mistake (not an image,
+too large, too many files, an unknown model) is a 4xx with one sentence; a checkpoint that
+cannot load is a 503 with one sentence; nothing a request sends can stop the server or put a
+traceback in its log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import math
+import os
+import re
 import socket
+import sys
+import threading
+import urllib.parse
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
-import torch
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, UnidentifiedImageError
-from starlette.concurrency import run_in_threadpool
+from PIL import Image
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 
 from .errors import UserError
+from .images import IMAGE_FORMATS, open_image
 
+if TYPE_CHECKING:  # imported where used: the CLI's parser reads this module's defaults
+    import torch
+
+# Every default and limit of `geoguesser serve`, defined here once (cli.py shows them).
+HOST = "127.0.0.1"  # local only; another address needs --host (and --allow-host for its names)
+PORT = 8000
 MAX_VIEWS = 4  # N, E, S, W
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a whole request; Street View JPEGs are ~50 kB each
-MAX_PIXELS = 40_000_000  # per image: larger is refused before it is decoded
-BATCH_WAIT_S = 0.005  # how long the batcher waits for more requests after the first
+MAX_UPLOAD_MB = 20.0  # a whole request; Street View JPEGs are ~50 kB each
+MAX_UPLOAD_BYTES = int(MAX_UPLOAD_MB * 2**20)
+MAX_PIXELS = 40_000_000  # per image as its header declares: larger is refused unread
+# Per image as decoded: JPEG decodes at a reduced scale (draft mode), so a 40 MP photograph
+# is about 0.6 MP in memory; PNG and WEBP decode whole, so their size is capped here:
+# 4096 x 4096 is 64 MB as RGBA and 48 MB as RGB, before the model's small copy is made.
+MAX_DECODED_PIXELS = 4096 * 4096
+DECODE_SLOTS = min(4, os.cpu_count() or 1)  # photographs decoded at once, over all requests
+BATCH_WAIT_MS = 5.0  # how long the batcher waits for more requests after the first
 MAX_BATCH = 32  # locations in one forward pass at most
+SHUTDOWN_GRACE_S = 2  # after SIGTERM, how long requests in flight get to finish
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")  # always answered, with the server's port
+# (lowest, highest) of each numeric option: checked before anything loads. A wait of hours
+# or a batch of millions would make the server look hung.
+OPTION_RANGES = {
+    "--port": (0, 65535),
+    "--top-cells": (1, 100),
+    "--max-batch": (1, 1024),
+    "--batch-wait-ms": (0.0, 1000.0),
+    "--max-upload-mb": (0.1, 1024.0),
+}
 
 
 class BadRequest(Exception):
@@ -48,26 +87,167 @@ class BadRequest(Exception):
         self.status = status
 
 
+def printable(name: str, limit: int = 100) -> str:
+    """A client-given name fit for a one-line answer: control characters as ?, cut short."""
+    return "".join(c if c.isprintable() else "?" for c in name[:limit])
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+def check_option(option: str, value: float | None) -> None:
+    """UserError unless `value` is a finite number within OPTION_RANGES[option] (None: unset)."""
+    if value is None:
+        return
+    low, high = OPTION_RANGES[option]
+    if not (math.isfinite(value) and low <= value <= high):
+        raise UserError(f"{option} {value:g}: must be a number from {low:g} to {high:g}")
+
+
+def authority(value: str, default_port: int) -> tuple[str, int] | None:
+    """A `Host` header or a URL's host[:port] as (lowercase name, port); None if malformed."""
+    if not re.fullmatch(r"[A-Za-z0-9.\-_:\[\]]+", value):
+        return None
+    try:
+        parts = urllib.parse.urlsplit("//" + value)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.path:
+        return None
+    return parts.hostname, default_port if port is None else port
+
+
+def origin_of(value: str) -> tuple[str, str, int] | None:
+    """An `Origin` (scheme://host[:port]) as (scheme, name, port); None if not one."""
+    scheme, _, rest = value.partition("://")
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        return None
+    where = authority(rest, 80 if scheme == "http" else 443)
+    return None if where is None else (scheme, *where)
+
+
+def origin_text(origin: tuple[str, str, int]) -> str:
+    """(scheme, name, port) as a browser writes it in `Origin`: default ports left out."""
+    scheme, name, port = origin
+    host = f"[{name}]" if ":" in name else name
+    default = 80 if scheme == "http" else 443
+    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whom the server answers: the `Host` names it accepts, the foreign origins it allows."""
+
+    hosts: frozenset[tuple[str, int]]
+    origins: frozenset[tuple[str, str, int]] = frozenset()
+
+    @classmethod
+    def of(cls, host: str, port: int, allow_hosts=(), allow_origins=()) -> Trust:
+        """The bound address and the local names at `port`, plus what the user allowed.
+
+        UserError for an --allow-host or --allow-origin that is not a host or an origin.
+        """
+        hosts = {(name.lower().strip("[]"), port) for name in (host, *LOCAL_NAMES)}
+        for value in allow_hosts:
+            where = authority(value, port)
+            if where is None:
+                raise UserError(f"--allow-host {value!r}: not a host name or address[:port]")
+            hosts.add(where)
+        origins = set()
+        for value in allow_origins:
+            origin = origin_of(value.rstrip("/"))
+            if origin is None:
+                raise UserError(
+                    f"--allow-origin {value!r}: not an origin (http(s)://host[:port], no path)"
+                )
+            origins.add(origin)
+        return cls(frozenset(hosts), frozenset(origins))
+
+    def refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+        """(status, sentence) if this request is not one the server answers, else None."""
+        host = authority(headers.get("host", ""), 80)
+        if host not in self.hosts:
+            return 400, (
+                "this server does not answer for that Host; start it with --allow-host NAME "
+                "to be reached under another name"
+            )
+        origin = headers.get("origin")
+        if origin is None or method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        parsed = origin_of(origin)
+        if parsed == ("http", *host) or parsed in self.origins:
+            return None
+        return 403, (
+            "requests from another site's page are refused; start the server with "
+            "--allow-origin ORIGIN to accept that site"
+        )
+
+
+class Guard:
+    """ASGI middleware: refuses what `Trust` does not answer, and keeps client hang-ups quiet.
+
+    A client that disconnects mid-upload raises ClientDisconnect inside the app (and a task
+    cancelled at shutdown raises CancelledError): nobody is left to answer, so neither is an
+    error or a traceback in the log.
+    """
+
+    def __init__(self, app, trust: Trust):
+        self.app, self.trust = app, trust
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refusal = self.trust.refusal(scope["method"], Headers(scope=scope))
+        if refusal is not None:
+            status, sentence = refusal
+            return await JSONResponse({"detail": sentence}, status)(scope, receive, send)
+        with contextlib.suppress(ClientDisconnect, asyncio.CancelledError):
+            await self.app(scope, receive, send)
+
+
 # --- models ------------------------------------------------------------------------------------
+
+
+def load_reason(error: Exception, path: Path) -> str:
+    """Why `path` did not load, in one line and without the path (the caller names it)."""
+    if isinstance(error, UserError):
+        text = str(error).strip().splitlines()[0] if str(error).strip() else "cannot be loaded"
+        return text.removeprefix(f"{path}: ")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"cannot be loaded ({type(error).__name__}{': ' + first[:200] if first else ''})"
 
 
 class ModelStore:
     """The checkpoints a server may use, by name, each loaded on its first request.
 
     `checkpoint` is served by default (its file name is its name); every `*.ckpt` under
-    `checkpoint_dir` is served by its path relative to that folder.
+    `checkpoint_dir` is served by its path relative to that folder. One that is not a file,
+    or fails to load, is `unusable` with its reason from then on (until a restart): it is
+    listed so in GET /models, and a request for it is answered 503 in one sentence.
     """
 
     def __init__(self, checkpoint: Path | None = None, checkpoint_dir: Path | None = None):
         self.paths: dict[str, Path] = {}
+        self.unusable: dict[str, str] = {}
+        if checkpoint is not None:
+            if not checkpoint.exists():
+                raise UserError(f"{checkpoint}: checkpoint not found")
+            if not checkpoint.is_file():
+                raise UserError(f"{checkpoint}: not a regular file (a checkpoint is one file)")
         if checkpoint_dir is not None:
             if not checkpoint_dir.is_dir():
                 raise UserError(f"{checkpoint_dir}: --checkpoint-dir is not a folder")
             for path in sorted(checkpoint_dir.rglob("*.ckpt")):
-                self.paths[path.relative_to(checkpoint_dir).as_posix()] = path
+                name = path.relative_to(checkpoint_dir).as_posix()
+                self.paths[name] = path
+                if not path.is_file():
+                    self.unusable[name] = "not a regular file"
             if not self.paths and checkpoint is None:
                 raise UserError(f"{checkpoint_dir}: no .ckpt file in this folder")
         self.default = None
+        self.chosen = checkpoint is not None  # the default was named, not picked
         if checkpoint is not None:
             inside = {path.resolve(): name for name, path in self.paths.items()}
             self.default = inside.get(checkpoint.resolve(), checkpoint.name)
@@ -75,24 +255,61 @@ class ModelStore:
         if self.default is None:
             self.default = next(iter(self.paths))
         self.loaded: dict = {}
+        self.lock = threading.Lock()  # one load at a time: requests arrive on many threads
+        self.announce = False  # once serving, each model found unusable is one log line
+
+    def say_unusable(self, name: str) -> None:
+        print(f"geoguesser serve: model {name} is unusable: {self.unusable[name]}", file=sys.stderr)
 
     def names(self) -> list[str]:
         return list(self.paths)
 
     def get(self, name: str | None):
-        """The loaded GeoLocator called `name` (None: the default); BadRequest if unknown."""
+        """The loaded GeoLocator called `name` (None: the default); BadRequest if not servable.
+
+        Loads on a worker thread's time: call it through the thread pool, not on the loop.
+        """
         from .model import load_checkpoint
 
         name = name or self.default
         if name not in self.paths:
-            known = ", ".join(self.paths)
-            raise BadRequest(f"unknown model {name!r}; GET /models lists them ({known})", 404)
-        if name not in self.loaded:
-            try:
-                self.loaded[name] = load_checkpoint(self.paths[name])
-            except UserError as error:
-                raise BadRequest(str(error), 422) from None
+            known = ", ".join(printable(n) for n in self.paths)
+            raise BadRequest(
+                f"unknown model {printable(name)!r}; GET /models lists them ({known})", 404
+            )
+        with self.lock:
+            if name not in self.loaded and name not in self.unusable:
+                try:
+                    self.loaded[name] = load_checkpoint(self.paths[name])
+                except Exception as error:  # noqa: BLE001 -- any failure makes it unusable
+                    self.unusable[name] = load_reason(error, self.paths[name])
+                    if self.announce:
+                        self.say_unusable(name)
+        if name in self.unusable:
+            raise BadRequest(f"model {name!r} cannot be used: {self.unusable[name]}", 503)
         return self.loaded[name]
+
+    def load_default(self) -> None:
+        """Load the default model now: UserError (one line) if it cannot be used.
+
+        A named --checkpoint must load; with a folder only, the first one that loads is the
+        default, and the others' failures are listed as unusable.
+        """
+        candidates = [self.default] if self.chosen else self.names()
+        for name in candidates:
+            try:
+                self.get(name)
+            except BadRequest:
+                continue
+            for skipped in candidates[: candidates.index(name)]:
+                self.say_unusable(skipped)
+            self.default = name
+            return
+        first = candidates[0]
+        where = self.paths[first] if self.chosen else self.paths[first].parent
+        if self.chosen:
+            raise UserError(f"{where}: {self.unusable[first]}")
+        raise UserError(f"no checkpoint here loads; the first, {first}: {self.unusable[first]}")
 
 
 def views_problem(model, n_views: int) -> str | None:
@@ -108,23 +325,45 @@ def views_problem(model, n_views: int) -> str | None:
 # --- images ------------------------------------------------------------------------------------
 
 
+def too_large(name: str, image: Image.Image, limit: int, what: str) -> BadRequest | None:
+    """A 413 if `image` (as it stands: declared, or after draft) has more than `limit` pixels."""
+    if image.width * image.height <= limit:
+        return None
+    return BadRequest(
+        f"{name}: {image.width} x {image.height} pixels is too large {what}"
+        f" (at most {limit:,} pixels)",
+        413,
+    )
+
+
 def decode_upload(data: bytes, name: str, size: int) -> np.ndarray:
-    """One uploaded file as a (size, size, 3) uint8 view, decoded in memory; BadRequest if not."""
+    """One uploaded file as a (size, size, 3) uint8 view, decoded in memory; BadRequest if not.
+
+    Only IMAGE_FORMATS are opened. Sizes are checked from the header before any pixel is
+    decoded: the declared size against MAX_PIXELS, then the size it will decode at (JPEG's
+    draft mode shrinks by up to 8 a side toward `size`; PNG and WEBP decode whole) against
+    MAX_DECODED_PIXELS, so no upload decodes into more than that.
+    """
+    name = printable(name)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise BadRequest(
-                    f"{name}: {image.width} x {image.height} pixels is too large"
-                    f" (at most {MAX_PIXELS:,} pixels)",
-                    413,
-                )
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
+        with open_image(io.BytesIO(data)) as image:
+            problem = too_large(name, image, MAX_PIXELS, "for this server")
+            if problem is None:
+                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
+                problem = too_large(name, image, MAX_DECODED_PIXELS, "to decode in this format")
+            if problem is not None:
+                raise problem
             image = image.convert("RGB")
             if image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise BadRequest(f"{name}: not an image this server can read (JPEG, PNG, ...)") from None
+    except BadRequest:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadRequest(f"{name}: too many pixels (at most {MAX_PIXELS:,})", 413) from None
+    except Exception:  # noqa: BLE001 -- Pillow's decoders raise many kinds for damaged data
+        formats = ", ".join(IMAGE_FORMATS)
+        raise BadRequest(f"{name}: not an image this server can read ({formats})") from None
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -202,7 +441,7 @@ class MicroBatcher:
 
     store: ModelStore
     top_k: int
-    wait_s: float = BATCH_WAIT_S
+    wait_s: float = BATCH_WAIT_MS / 1000
     max_batch: int = MAX_BATCH
     batch_sizes: list[int] = field(default_factory=list)
 
@@ -235,6 +474,8 @@ class MicroBatcher:
         return jobs
 
     async def _serve(self) -> None:
+        import torch
+
         loop = asyncio.get_running_loop()
         while True:
             jobs = await self._collect()
@@ -290,21 +531,39 @@ async def read_form(request, max_bytes: int):
         if "files" in str(error).lower():
             raise BadRequest(f"at most {MAX_VIEWS} images per request (N, E, S, W)") from None
         raise BadRequest(f"the request is not a valid multipart form ({error})") from None
+    except (ValueError, LookupError):  # a header the parser cannot read (a bad charset...)
+        raise BadRequest("the request is not a valid multipart form") from None
 
 
 def create_app(
     store: ModelStore,
     top_k: int | None = None,
-    wait_s: float = BATCH_WAIT_S,
+    wait_s: float = BATCH_WAIT_MS / 1000,
     max_batch: int = MAX_BATCH,
     max_bytes: int = MAX_UPLOAD_BYTES,
+    trust: Trust | None = None,
+    decode_slots: int = DECODE_SLOTS,
 ):
-    """The FastAPI application serving `store`'s models."""
+    """The FastAPI application serving `store`'s models.
+
+    `trust` says whom it answers (default: the local names at PORT, as `geoguesser serve`
+    with no options); at most `decode_slots` photographs are decoded at once.
+    """
     from .config import TOP_CELLS
 
+    trust = trust or Trust.of(HOST, PORT)
     app = FastAPI(title="geoguesser", docs_url=None, redoc_url=None)
+    if trust.origins:  # pages of an allowed origin may also read the answers
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=sorted(map(origin_text, trust.origins)),
+            allow_methods=["GET", "POST"],
+        )  # fmt: skip
+    app.add_middleware(Guard, trust=trust)
     batcher = MicroBatcher(store, top_k or TOP_CELLS, wait_s, max_batch)
-    app.state.batcher, app.state.store = batcher, store
+    decoding = CapacityLimiter(decode_slots)
+    app.state.batcher, app.state.store, app.state.decoding = batcher, store, decoding
 
     @app.exception_handler(BadRequest)
     async def _bad_request(request, error: BadRequest):
@@ -316,10 +575,12 @@ def create_app(
 
     @app.get("/models")
     async def models():
-        return {"default": store.default, "models": store.names()}
+        return {"default": store.default, "models": store.names(), "unusable": store.unusable}
 
     @app.post("/predict")
     async def predict(request: Request):
+        import torch
+
         form = await read_form(request, max_bytes)
         files = [item for key, item in form.multi_items() if key == "images"]
         uploads = [item for item in files if hasattr(item, "read")]
@@ -330,19 +591,21 @@ def create_app(
         name = form.get("model") or None
         if name is not None and not isinstance(name, str):
             raise BadRequest("the field model names a model; it is not a file")
-        model = store.get(name)
+        model = await to_thread.run_sync(store.get, name)  # a first load takes seconds
         problem = views_problem(model, len(uploads))
         if problem:
             raise BadRequest(problem, 422)
         size = model.settings.image_size
-        contents = [
-            (await upload.read(), upload.filename or f"image {i + 1}")
-            for i, upload in enumerate(uploads)
-        ]
-        # Decoded on a worker thread (PIL lets go of the GIL), so the loop keeps accepting.
-        views = await run_in_threadpool(
-            lambda: [decode_upload(data, filename, size) for data, filename in contents]
-        )
+        views = []
+        for i, upload in enumerate(uploads):
+            data = await upload.read()
+            # On a worker thread (PIL lets go of the GIL), so the loop keeps accepting; at
+            # most `decode_slots` at once, however many requests are waiting.
+            views.append(
+                await to_thread.run_sync(
+                    decode_upload, data, upload.filename or f"image {i + 1}", size, limiter=decoding
+                )
+            )
         tensor = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).contiguous()
         return await batcher.submit(name or store.default, tensor)
 
@@ -483,9 +746,10 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         sock.bind((host, port))
-    except OSError as error:
+    except (OSError, OverflowError) as error:
         sock.close()
-        reason = "in use" if error.errno in (98, 48, 10048) else (error.strerror or str(error))
+        errno, strerror = getattr(error, "errno", None), getattr(error, "strerror", None)
+        reason = "in use" if errno in (98, 48, 10048) else (strerror or str(error))
         raise UserError(f"{host}:{port}: cannot listen there ({reason})") from None
     sock.listen(128)
     return sock
@@ -494,38 +758,51 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(
     checkpoint: Path | None,
     checkpoint_dir: Path | None,
-    host: str,
-    port: int,
+    host: str = HOST,
+    port: int = PORT,
     top_k: int | None = None,
-    wait_s: float | None = None,
-    max_batch: int | None = None,
+    wait_ms: float = BATCH_WAIT_MS,
+    max_batch: int = MAX_BATCH,
+    max_upload_mb: float = MAX_UPLOAD_MB,
+    allow_hosts: tuple[str, ...] = (),
+    allow_origins: tuple[str, ...] = (),
 ) -> None:
-    """Check everything the user gave (models, port), then serve until interrupted."""
+    """Check everything the user gave (numbers, names, models, port), then serve until stopped.
+
+    Every check runs before anything loads, cheapest first; SIGTERM or Ctrl-C stops the
+    server, giving requests in flight SHUTDOWN_GRACE_S to finish.
+    """
     import uvicorn
 
-    wait_s = BATCH_WAIT_S if wait_s is None else wait_s
-    max_batch = MAX_BATCH if max_batch is None else max_batch
-    for option, value, low in (("--top-cells", top_k, 1), ("--max-batch", max_batch, 1)):
-        if value is not None and value < low:
-            raise UserError(f"{option} {value}: must be at least {low}")
-    if wait_s < 0:
-        raise UserError(f"--batch-wait-ms {wait_s * 1000:g}: must not be negative")
+    for option, value in (
+        ("--port", port),
+        ("--top-cells", top_k),
+        ("--max-batch", max_batch),
+        ("--batch-wait-ms", wait_ms),
+        ("--max-upload-mb", max_upload_mb),
+    ):
+        check_option(option, value)
     if checkpoint is None and checkpoint_dir is None:
         raise UserError("give --checkpoint CKPT or --checkpoint-dir DIR (or both)")
-    if not 0 <= port <= 65535:
-        raise UserError(f"--port {port}: not a port number (0 to 65535)")
-    sock = bind(host, port)  # first: the quickest check, and nothing is loaded yet
+    trust = Trust.of(host, port, allow_hosts, allow_origins)
+    store = ModelStore(checkpoint, checkpoint_dir)  # the files exist: nothing loaded yet
+    sock = bind(host, port)
     try:
-        store = ModelStore(checkpoint, checkpoint_dir)
-        store.get(None)  # the default model must load: a bad checkpoint is one line now
-    except BadRequest as error:
-        sock.close()
-        raise UserError(str(error)) from None
+        store.load_default()  # the default model must load: a bad checkpoint is one line now
     except UserError:
         sock.close()
         raise
-    app = create_app(store, top_k, wait_s, max_batch)
-    where = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}/"
-    print(f"serving {len(store.paths)} model(s), default {store.default}: {where}")
-    config = uvicorn.Config(app, log_level="warning")
+    store.announce = True
+    bound_port = sock.getsockname()[1]
+    if bound_port != port:  # --port 0: the system picked one, and the Host names carry it
+        trust = Trust.of(host, bound_port, allow_hosts, allow_origins)
+    # A photograph over Pillow's own bomb limit is refused like one over ours, not warned of.
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    app = create_app(
+        store, top_k, wait_ms / 1000, max_batch, int(max_upload_mb * 2**20), trust=trust
+    )
+    where = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}/"
+    print(f"serving {len(store.paths)} model(s), default {store.default}: {where}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
