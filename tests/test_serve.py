@@ -2,7 +2,9 @@
 
 import asyncio
 import io
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -540,3 +542,58 @@ def test_arbitrary_uploads_get_a_2xx_or_4xx_and_the_server_stays_up(client, file
     if response.status_code >= 400:
         assert "\n" not in response.json()["detail"]
     assert client.get("/health").status_code == 200
+
+
+def raw_request(port: int, head: str, body: bytes = b"") -> socket.socket:
+    """A connection that has sent `head` (and `body`) and is left open."""
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return conn
+
+
+def upload_head(port: int, length: int) -> str:
+    return (
+        f"POST /predict HTTP/1.1\nHost: 127.0.0.1:{port}\nContent-Length: {length}\n"
+        "Content-Type: multipart/form-data; boundary=xyz\n"
+    )
+
+
+def stopped_by_sigterm(server) -> str:
+    """SIGTERM `server`; its log once it has exited (a generous timeout only against hanging)."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        _, err = server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        pytest.fail("geoguesser serve did not stop on SIGTERM")
+    return err
+
+
+def test_sigterm_stops_the_server_idle(models):
+    port = free_port()
+    err = stopped_by_sigterm(browser.serve_in_background(models / "mean.ckpt", port))
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_the_server_mid_batch_and_mid_upload_with_no_traceback(models):
+    port = free_port()
+    server = browser.serve_in_background(models / "mean.ckpt", port, ["--batch-wait-ms", "1000"])
+    # Clients that hang up mid-upload, send a broken form or a foreign Host: quiet.
+    raw_request(port, upload_head(port, 100_000), b"--xyz\r\n").close()
+    bad_form = raw_request(port, upload_head(port, 20), b"--nope\r\n\r\nnot a form")
+    assert b" 400 " in bad_form.recv(4096).split(b"\r\n")[0]
+    foreign = raw_request(port, "GET /health HTTP/1.1\nHost: evil.example\n")
+    assert b" 400 " in foreign.recv(4096).split(b"\r\n")[0]
+    # Then: one request waiting in the batcher, one upload stalled halfway, one idle client.
+    form = httpx.Request("POST", f"http://127.0.0.1:{port}/predict", files=images(1))
+    head = "".join(f"{k}: {v}\n" for k, v in form.headers.items())
+    waiting = raw_request(port, f"POST /predict HTTP/1.1\n{head}", form.read())
+    stalled = raw_request(port, upload_head(port, 100_000), b"--xyz\r\n")
+    idle = raw_request(port, f"GET /health HTTP/1.1\nHost: 127.0.0.1:{port}\n")
+    assert b" 200 " in idle.recv(4096).split(b"\r\n")[0]  # the others are in by now
+    try:
+        err = stopped_by_sigterm(server)
+    finally:
+        for conn in (bad_form, foreign, waiting, stalled, idle):
+            conn.close()
+    assert "Traceback" not in err and "Exception" not in err, err
