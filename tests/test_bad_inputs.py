@@ -162,8 +162,10 @@ def fit_of(make_run_dir):
     return case
 
 
-def serve_with(*options, hold_port: bool = False):
+def serve_with(*options, hold_port: bool = False, setup=None):
     def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        if setup:
+            setup(tmp)
         taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
@@ -239,6 +241,26 @@ CASES = {
     "a checkpoint that is not there": serve_with("--checkpoint", "TMP/none.ckpt"),
     "`--checkpoint-dir` that is not a folder": serve_with("--checkpoint-dir", "TMP/nothing"),
     "a port in use": serve_with("--checkpoint", "TMP/none.ckpt", hold_port=True),
+    "a checkpoint that cannot load": serve_with(
+        "--checkpoint", "TMP/bad.ckpt", setup=lambda tmp: (tmp / "bad.ckpt").write_bytes(b"x" * 99)
+    ),
+    "`--checkpoint` a folder": serve_with(
+        "--checkpoint", "TMP/dir.ckpt", setup=lambda tmp: (tmp / "dir.ckpt").mkdir()
+    ),
+    "`--checkpoint-dir` where no checkpoint loads": serve_with(
+        "--checkpoint-dir", "TMP", setup=lambda tmp: (tmp / "bad.ckpt").write_bytes(b"x" * 99)
+    ),
+    "`--port 70000`": serve_with("--checkpoint", "TMP/none.ckpt", "--port", "70000"),
+    "`--max-batch 0`": serve_with("--checkpoint", "TMP/none.ckpt", "--max-batch", "0"),
+    "`--batch-wait-ms nan`": serve_with("--checkpoint", "TMP/none.ckpt", "--batch-wait-ms", "nan"),
+    "`--max-upload-mb 0`": serve_with("--checkpoint", "TMP/none.ckpt", "--max-upload-mb", "0"),
+    "`--top-cells 0`": serve_with("--checkpoint", "TMP/none.ckpt", "--top-cells", "0"),
+    "`--allow-host` that is not a host name": serve_with(
+        "--checkpoint", "TMP/none.ckpt", "--allow-host", "a/b"
+    ),
+    "`--allow-origin` with a path": serve_with(
+        "--checkpoint", "TMP/none.ckpt", "--allow-origin", "http://lab.example/page"
+    ),
     "`--out` a dataset the downloader did not make": download(into_dataset=True),
     "`--concurrency 0`": download("--concurrency", "0"),
     "`--retries -1`": download("--retries", "-1"),

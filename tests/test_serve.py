@@ -578,22 +578,26 @@ def test_sigterm_stops_the_server_idle(models):
 def test_sigterm_stops_the_server_mid_batch_and_mid_upload_with_no_traceback(models):
     port = free_port()
     server = browser.serve_in_background(models / "mean.ckpt", port, ["--batch-wait-ms", "1000"])
-    # Clients that hang up mid-upload, send a broken form or a foreign Host: quiet.
-    raw_request(port, upload_head(port, 100_000), b"--xyz\r\n").close()
-    bad_form = raw_request(port, upload_head(port, 20), b"--nope\r\n\r\nnot a form")
-    assert b" 400 " in bad_form.recv(4096).split(b"\r\n")[0]
-    foreign = raw_request(port, "GET /health HTTP/1.1\nHost: evil.example\n")
-    assert b" 400 " in foreign.recv(4096).split(b"\r\n")[0]
-    # Then: one request waiting in the batcher, one upload stalled halfway, one idle client.
-    form = httpx.Request("POST", f"http://127.0.0.1:{port}/predict", files=images(1))
-    head = "".join(f"{k}: {v}\n" for k, v in form.headers.items())
-    waiting = raw_request(port, f"POST /predict HTTP/1.1\n{head}", form.read())
-    stalled = raw_request(port, upload_head(port, 100_000), b"--xyz\r\n")
-    idle = raw_request(port, f"GET /health HTTP/1.1\nHost: 127.0.0.1:{port}\n")
-    assert b" 200 " in idle.recv(4096).split(b"\r\n")[0]  # the others are in by now
+    connections = []
     try:
+        # Clients that hang up mid-upload, send a broken form or a foreign Host: quiet.
+        raw_request(port, upload_head(port, 100_000), b"--xyz\r\n").close()
+        bad_form = raw_request(port, upload_head(port, 20), b"--nope\r\n\r\nnot a form")
+        foreign = raw_request(port, "GET /health HTTP/1.1\nHost: evil.example\n")
+        connections += [bad_form, foreign]
+        assert b" 400 " in bad_form.recv(4096).split(b"\r\n")[0]
+        assert b" 400 " in foreign.recv(4096).split(b"\r\n")[0]
+        # Then: one request waiting in the batcher, one upload stalled halfway, an idle client.
+        form = httpx.Request("POST", f"http://127.0.0.1:{port}/predict", files=images(1))
+        head = "".join(f"{k}: {v}\n" for k, v in form.headers.items())
+        connections.append(raw_request(port, f"POST /predict HTTP/1.1\n{head}", form.read()))
+        connections.append(raw_request(port, upload_head(port, 100_000), b"--xyz\r\n"))
+        idle = raw_request(port, f"GET /health HTTP/1.1\nHost: 127.0.0.1:{port}\n")
+        connections.append(idle)
+        assert b" 200 " in idle.recv(4096).split(b"\r\n")[0]  # the others are in by now
         err = stopped_by_sigterm(server)
     finally:
-        for conn in (bad_form, foreign, waiting, stalled, idle):
+        server.kill()  # if a check above failed; a no-op once it has stopped
+        for conn in connections:
             conn.close()
     assert "Traceback" not in err and "Exception" not in err, err

@@ -785,9 +785,9 @@ def serve(
     if checkpoint is None and checkpoint_dir is None:
         raise UserError("give --checkpoint CKPT or --checkpoint-dir DIR (or both)")
     trust = Trust.of(host, port, allow_hosts, allow_origins)
-    store = ModelStore(checkpoint, checkpoint_dir)  # the files exist: nothing loaded yet
-    sock = bind(host, port)
+    sock = bind(host, port)  # the quickest check of what is left, and nothing is loaded yet
     try:
+        store = ModelStore(checkpoint, checkpoint_dir)  # the files are there and are files
         store.load_default()  # the default model must load: a bad checkpoint is one line now
     except UserError:
         sock.close()
