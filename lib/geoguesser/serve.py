@@ -101,7 +101,8 @@ def check_option(option: str, value: float | None) -> None:
         return
     low, high = OPTION_RANGES[option]
     if not (math.isfinite(value) and low <= value <= high):
-        raise UserError(f"{option} {value:g}: must be a number from {low:g} to {high:g}")
+        shown = value if isinstance(value, int) else f"{value:g}"
+        raise UserError(f"{option} {shown}: must be a number from {low:g} to {high:g}")
 
 
 def authority(value: str, default_port: int) -> tuple[str, int] | None:
