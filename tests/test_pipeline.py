@@ -36,12 +36,11 @@ from geoguesser.runs import MARKER, STEPS, open_step
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_data, checkout):
-    data, cache = tiny_data
-    overrides = [*tiny_overrides(data, cache), "name=tiny"]
-    result = geoguesser("run", "--config", "configs/demo.yaml", *set_args(overrides), cwd=checkout)
+def finished_run(shipped_run):
+    """configs/demo.yaml's run on tiny data (tests/test_configs.py checks it too)."""
+    run_dir, result, overrides = shipped_run("demo.yaml")
     assert result.returncode == 0, result.stderr
-    return checkout / "runs" / "tiny", result, overrides
+    return run_dir, result, overrides
 
 
 def test_every_step_leaves_its_artifacts(finished_run):

@@ -223,13 +223,19 @@ def open_step(
 
 
 def result_line(run_dir: Path) -> str:
-    """The finished run's headline: test mean and median km against the train-mean baseline."""
+    """The finished run's headline: test mean and median km against the train-mean baseline.
+
+    A run without a test split (a 0 test share) reports its validation split, and says so.
+    """
     try:
-        test = json.loads((run_dir / FINISHED_NAME).read_text())["test"]
+        metrics = json.loads((run_dir / FINISHED_NAME).read_text())
+        split = "test" if "test" in metrics else "val"
+        numbers = metrics[split]
+        note = "" if split == "test" else " (no test split)"
         return (
-            f"result: test mean {test['mean_km']:.1f} km, median {test['median_km']:.1f} km"
-            f" (n={test['n']}); always answering the training mean: "
-            f"{test['baseline_mean_km']:.1f} km"
+            f"result: {split} mean {numbers['mean_km']:.1f} km, median "
+            f"{numbers['median_km']:.1f} km (n={numbers['n']}); always answering the training "
+            f"mean: {numbers['baseline_mean_km']:.1f} km{note}"
         )
-    except (OSError, ValueError, KeyError):
-        return f"result: {run_dir / FINISHED_NAME} has no test metrics"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"result: {run_dir / FINISHED_NAME} has no validation or test metrics"
