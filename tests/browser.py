@@ -159,7 +159,7 @@ def serve_in_background(checkpoint: Path, port: int, extra=()) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    for _ in range(600):
+    for _ in range(1200):  # a bound on a hang: torch loads slowly on a loaded machine
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                 return process

@@ -171,7 +171,8 @@ def make_checkout(root: Path) -> Path:
     return root
 
 
-def geoguesser(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
+def geoguesser(*args, cwd: Path, timeout=1800) -> subprocess.CompletedProcess:
+    # `timeout` bounds a hang: a shipped config's run takes minutes on a loaded machine
     return subprocess.run(
         [sys.executable, "-m", "geoguesser.cli", *map(str, args)],
         cwd=cwd,

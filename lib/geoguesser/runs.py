@@ -125,6 +125,8 @@ def prepare(run_dir: Path, first: int, overwrite: bool) -> None:
     if first == 0 and run_dir.exists():
         if not overwrite:
             hint = first_unfinished(run_dir) if is_run(run_dir) else None
+            if hint == STEPS[0]:  # --from 01 is this very refusal
+                hint = None
             more = f", or continue it with --from {hint[:2]}" if hint else ""
             raise UserError(f"{run_dir}: exists; pass --overwrite to replace it{more}")
         if not is_run(run_dir):
