@@ -73,7 +73,7 @@ class Page:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 30.0):
+    async def wait_for(self, expression: str, timeout: float = 120.0):  # a hang, not a pace
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = await self.evaluate(expression)
@@ -85,7 +85,7 @@ class Page:
 
 async def _devtools_url(profile: Path, process: subprocess.Popen) -> str:
     port_file = profile / "DevToolsActivePort"
-    for _ in range(300):
+    for _ in range(1200):  # 120 s: two suites at once on two cores start Chromium slowly
         if port_file.exists() and port_file.read_text().strip():
             return f"http://127.0.0.1:{port_file.read_text().split()[0]}"
         if process.poll() is not None:
@@ -159,7 +159,7 @@ def serve_in_background(checkpoint: Path, port: int, extra=()) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    for _ in range(600):
+    for _ in range(1200):  # a bound on a hang: torch loads slowly on a loaded machine
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                 return process

@@ -18,6 +18,7 @@ from geoguesser.datasets import VIEWS
 
 REPO = Path(__file__).resolve().parents[1]
 LUMEN_SAMPLE = REPO.parent / "shared" / "data" / "lumen-sample"
+SAMPLE_WEIGHTS = REPO / "weights" / "efficientnet_lite0.pth"  # what `make sample-weights` writes
 
 # Points inside the 1:10m border: Zagreb, Split, Osijek, Rijeka, Zadar, Karlovac.
 CROATIAN_POINTS = [
@@ -170,7 +171,8 @@ def make_checkout(root: Path) -> Path:
     return root
 
 
-def geoguesser(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
+def geoguesser(*args, cwd: Path, timeout=1800) -> subprocess.CompletedProcess:
+    # `timeout` bounds a hang: a shipped config's run takes minutes on a loaded machine
     return subprocess.run(
         [sys.executable, "-m", "geoguesser.cli", *map(str, args)],
         cwd=cwd,
@@ -206,3 +208,80 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def checkout(tmp_path_factory):
     return make_checkout(tmp_path_factory.mktemp("clone") / "geoguesser")
+
+
+# --- every shipped config through `geoguesser run`, shrunk --------------------------------
+
+# What a config's run in the suite may override: where the data, the cache and the weights
+# are, and how big it is (image size, epochs, locations per batch, cells); never what it is.
+SHRINKING = {
+    "name", "data.dataset_dirs", "grid.cell_km", "grid.compare_km", "train.image_size",
+    "train.batch_size", "train.max_epochs", "train.freeze_epochs", "train.num_workers",
+    "train.image_cache_dir", "train.weights", "train.accelerator",
+}  # fmt: skip
+
+
+def shrunk(config: str, data: Path, few: Path, cache: Path) -> list[str]:
+    """The overrides of `configs/<config>`'s run in the suite, on tiny synthetic data.
+
+    demo.yaml runs as the pipeline tests' run, on `data`; sample.yaml on the shared sample
+    and its weights where present (frozen all along, as shipped); lumen.yaml keeps
+    ResNeXt-101, bf16-mixed, channels-last, a frozen then an unfrozen epoch, the image and
+    feature caches and decoding workers, at 32 px on the CPU with random weights (imagenet
+    needs a network), on the `few` locations that keep its fit to a minute or two.
+    """
+    if config == "demo.yaml":
+        return [*tiny_overrides(data, cache), "name=tiny"]
+    if config == "sample.yaml":
+        weights = SAMPLE_WEIGHTS if SAMPLE_WEIGHTS.is_file() else "null"
+        real = LUMEN_SAMPLE if LUMEN_SAMPLE.is_dir() else data
+        return [
+            f"data.dataset_dirs=[{real}]", "train.image_size=64", "train.max_epochs=3",
+            "train.freeze_epochs=3", f"train.weights={weights}",
+            f"train.image_cache_dir={cache}",
+        ]  # fmt: skip
+    if config == "lumen.yaml":
+        return [
+            f"data.dataset_dirs=[{few}]", "train.image_size=32", "train.max_epochs=2",
+            "train.freeze_epochs=1", "train.num_workers=2", "train.weights=null",
+            "train.accelerator=cpu", f"train.image_cache_dir={cache}",
+        ]  # fmt: skip
+    raise KeyError(config)
+
+
+@pytest.fixture(scope="session")
+def few_locations(tmp_path_factory) -> Path:
+    """20 synthetic locations at 32 px: enough for every split, few for ResNeXt-101 on a CPU."""
+    from geoguesser.synthetic import generate
+
+    root = tmp_path_factory.mktemp("few")
+    return generate(root / "data", locations=20, image_size=32, seed=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shipped_run(tiny_data, few_locations, checkout):
+    """`geoguesser run --config configs/<name>` in the checkout, shrunk; each once a session.
+
+    Returns (run folder, the finished process, the overrides). The checkpoints go at the
+    end of the session: ResNeXt-101's are a gigabyte each, with the optimizer's state.
+    """
+    runs = {}
+
+    def run(config: str):
+        if config not in runs:
+            data, cache = tiny_data
+            overrides = shrunk(config, data, few_locations, cache)
+            result = geoguesser(
+                "run", "--config", f"configs/{config}", *set_args(overrides), cwd=checkout
+            )
+            name = next(
+                (o.split("=", 1)[1] for o in overrides if o.startswith("name=")),
+                Path(config).stem,
+            )
+            runs[config] = checkout / "runs" / name, result, overrides
+        return runs[config]
+
+    yield run
+    for run_dir, _, _ in runs.values():
+        for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
+            checkpoint.unlink()

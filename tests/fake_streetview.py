@@ -43,7 +43,11 @@ class FakeStreetView:
         self.delay_s = 0.0
         self.drop_images = 0  # how many image answers to cut off halfway
         self.always_429 = False
+        # Endpoints ("metadata", "image") that answer nothing until stop(): a silent server
+        # whatever the client's timeout and the machine's speed, unlike a long delay.
+        self.held: set[str] = set()
         self.metadata_requests = 0
+        self.image_requests = 0  # image requests received, answered or not
         self.images = Counter()  # (pano_id, heading) -> times served in full
         self.keys_seen: set[str] = set()
         self.lock = threading.Lock()
@@ -52,6 +56,7 @@ class FakeStreetView:
         failure = self._failure()
         if failure:
             return web.Response(status=failure)
+        await self._hold("metadata")
         await asyncio.sleep(self.delay_s)
         self.metadata_requests += 1
         self.keys_seen.add(request.query.get("key", ""))
@@ -77,9 +82,12 @@ class FakeStreetView:
         return web.json_response(answer)
 
     async def image(self, request: web.Request) -> web.StreamResponse:
+        with self.lock:
+            self.image_requests += 1
         failure = self._failure()
         if failure:
             return web.Response(status=failure)
+        await self._hold("image")
         await asyncio.sleep(self.delay_s)
         pano, heading = request.query["pano"], int(request.query["heading"])
         body = jpeg(hash((pano, heading)) % 2**32)
@@ -98,6 +106,10 @@ class FakeStreetView:
             self.images[(pano, heading)] += 1
         return web.Response(body=body, content_type="image/jpeg")
 
+    async def _hold(self, endpoint: str) -> None:
+        if endpoint in self.held:
+            await self.released.wait()
+
     def _failure(self) -> int | None:
         with self.lock:
             if self.always_429:
@@ -109,6 +121,7 @@ class FakeStreetView:
 
         def serve():
             self.loop = asyncio.new_event_loop()
+            self.released = asyncio.Event()
             app = web.Application()
             app.router.add_get("/maps/api/streetview/metadata", self.metadata)
             app.router.add_get("/maps/api/streetview", self.image)
@@ -127,6 +140,7 @@ class FakeStreetView:
 
     def stop(self) -> None:
         """Close the listening socket (connections are then refused) and end the loop."""
+        self.loop.call_soon_threadsafe(self.released.set)  # held requests end, so cleanup can
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

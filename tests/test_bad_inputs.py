@@ -270,7 +270,7 @@ CASES = {
     "an exhausted quota (429)": download(setup=lambda s: setattr(s, "always_429", True)),
     "a dead network": download(setup=lambda s: s.stop()),
     "a silent server, `--timeout 0.5`": download(
-        "--timeout", "0.5", setup=lambda s: setattr(s, "delay_s", 2.0)
+        "--timeout", "0.5", setup=lambda s: s.held.update({"metadata", "image"})
     ),
     "a malformed answer": download(setup=lambda s: setattr(s, "metadata_body", b"<html>")),
 }

@@ -45,6 +45,7 @@ BAD = [
     (["grid.cell_km=-50"], "grid.cell_km: Input should be greater than 0"),
     (["split.fractions=[0.5, 0.1, 0.1]"], "split.fractions: [0.5, 0.1, 0.1] sum to 0.7, not 1"),
     (["split.fractions=[0.8, 0.2]"], "split.fractions: expected three shares, train, val and test (got [0.8, 0.2])"),
+    (["split.fractions=[0.9, 0.0, 0.1]"], "split.fractions: the val share must be above 0: validation picks the best checkpoint (a 0 test share is allowed)"),
     (["split.dataset_frac=0"], "split.dataset_frac: Input should be greater than 0"),
     (["train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
     (["train.image_size=-1"], "train.image_size: Input should be greater than 0"),

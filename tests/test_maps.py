@@ -1,8 +1,15 @@
 """The folium maps on tiny data: files they reference exist, no network, popup text escaped."""
 
+import asyncio
+import contextlib
+import functools
+import http.server
 import re
+import threading
 import urllib.parse
+from pathlib import Path
 
+import browser
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +142,74 @@ def test_cell_map_has_a_layer_per_split_and_the_locations_map_a_legend(tmp_path,
     ).read_text()
     assert "<b>split</b>" in html and "train (4)" in html and "test (1)" in html
     assert "SYNTHETIC data" in html
+
+
+@pytest.fixture
+def map_with_views(dataset, tmp_path, border):
+    """An error map of six locations with their views, as step 05 writes it."""
+    uuids = [f"loc-{i:04d}" for i in range(len(CROATIAN_POINTS))]
+    out = tmp_path / "run" / "maps" / "errors.html"
+    maps.error_map(
+        predictions_for(CROATIAN_POINTS, uuids),
+        border,
+        out,
+        dataset_dirs={uuid: str(dataset) for uuid in uuids},
+        baseline_km=120.0,
+    )
+    return out
+
+
+@contextlib.contextmanager
+def served(folder: Path):
+    """`folder` over HTTP on 127.0.0.1, as any static file server would serve the maps."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+
+
+POPUP = "document.querySelector('.leaflet-popup-content')"
+LOADED = """(() => {
+  const popup = document.querySelector('.leaflet-popup-content');
+  const views = popup && popup.querySelector('[role=img]');
+  if (!views) return null;
+  const url = getComputedStyle(views).backgroundImage.slice(5, -2);
+  return new Promise(done => {
+    const image = new Image();
+    image.onload = () => done([url, image.naturalWidth, image.naturalHeight]);
+    image.onerror = () => done([url, 0, 0]);
+    image.src = url;
+  });
+})()"""
+
+
+@pytest.mark.parametrize("how", ["file", "http"])
+def test_the_error_map_draws_and_opens_a_popup_in_headless_chromium_offline(map_with_views, how):
+    browser.require_chromium()
+    folder = map_with_views.parent
+
+    async def script(page):
+        drawn = await page.wait_for(
+            "typeof L === 'object' && document.querySelectorAll('canvas').length > 0"
+        )
+        text = await page.wait_for(f"{POPUP} && {POPUP}.textContent")
+        views = await page.wait_for(LOADED)
+        header = await page.evaluate("document.body.innerText")
+        return drawn, text, views, header, list(page.requested)
+
+    with contextlib.ExitStack() as stack:
+        base = folder.as_uri() + "/" if how == "file" else stack.enter_context(served(folder))
+        drawn, text, views, header, requested = asyncio.run(
+            browser.open_page(base + "errors.html#uuid=loc-0003", script)
+        )
+    assert drawn and "loc-0003" in text and "error" in text and "truth" in text
+    url, width, height = views  # the popup's views, a row of the sheet beside the map
+    assert "views/sheet-0000.jpg" in url and (width, height) == (4 * maps.VIEW_PX, 6 * maps.VIEW_PX)
+    assert "error map · test · n=6" in header
+    elsewhere = [u for u in requested if not u.startswith((base, "data:", "blob:", "about:"))]
+    assert elsewhere == []  # nothing off 127.0.0.1 or the disk: no tiles, no CDN

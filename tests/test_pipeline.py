@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import (
@@ -32,16 +33,15 @@ from conftest import (
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
-from geoguesser.runs import MARKER, STEPS, open_step
+from geoguesser.runs import MARKER, STEPS, first_unfinished, open_step
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_data, checkout):
-    data, cache = tiny_data
-    overrides = [*tiny_overrides(data, cache), "name=tiny"]
-    result = geoguesser("run", "--config", "configs/demo.yaml", *set_args(overrides), cwd=checkout)
+def finished_run(shipped_run):
+    """configs/demo.yaml's run on tiny data (tests/test_configs.py checks it too)."""
+    run_dir, result, overrides = shipped_run("demo.yaml")
     assert result.returncode == 0, result.stderr
-    return checkout / "runs" / "tiny", result, overrides
+    return run_dir, result, overrides
 
 
 def test_every_step_leaves_its_artifacts(finished_run):
@@ -273,8 +273,12 @@ def test_outside_a_checkout_the_notebooks_must_be_named(tmp_path, tiny_data, mon
     assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_during_training_is_one_line_and_the_run_continues(tmp_path, tiny_data, checkout):
-    overrides = [*tiny_overrides(*tiny_data, max_epochs=4, freeze_epochs=0), "name=stopped"]
+def interrupted_at(prefix: str, name: str, tmp_path, tiny_data, checkout):
+    """`geoguesser run`, Ctrl-C'd once a line starting with `prefix` was printed.
+
+    Returns (the run's arguments, its exit status, its standard error, the run folder).
+    """
+    overrides = [*tiny_overrides(*tiny_data, max_epochs=4, freeze_epochs=0), f"name={name}"]
     arguments = ["--config", "configs/demo.yaml", "--runs", str(tmp_path / "runs")]
     arguments += set_args(overrides)
     process = subprocess.Popen(
@@ -287,21 +291,59 @@ def test_ctrl_c_during_training_is_one_line_and_the_run_continues(tmp_path, tiny
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in process.stdout:
-        if line.startswith("epoch 2/"):  # epoch 1's checkpoint is written by now
+        if line.startswith(prefix):
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
             break
     process.stdout.read()
     err = process.stderr.read()
-    assert process.wait(timeout=120) == 130
-    assert err.strip().splitlines()[-1] == "geoguesser run: interrupted; continue with --from 04"
-    assert "Traceback" not in err
-    run_dir = tmp_path / "runs" / "stopped"
+    return arguments, process.wait(timeout=300), err, tmp_path / "runs" / name
+
+
+def continue_hint(run_dir: Path) -> str:
+    """What an interrupted run must say: where it goes on, from what the run folder holds."""
+    step = first_unfinished(run_dir)
+    if step == STEPS[0]:
+        return "geoguesser run: interrupted; start again with --overwrite"
+    return f"geoguesser run: interrupted; continue with --from {step[:2]}"
+
+
+@pytest.mark.parametrize("prefix", ["[1/5] 01-eda", "[3/5] 03-crs-enrichment done in "])
+def test_ctrl_c_anywhere_is_the_one_line_naming_where_to_go_on(
+    prefix, tmp_path, tiny_data, checkout
+):
+    arguments, code, err, run_dir = interrupted_at(
+        prefix, "anywhere", tmp_path, tiny_data, checkout
+    )
+    assert code == 130
+    assert err.strip().splitlines()[-1] == continue_hint(run_dir)
+    assert "Traceback" not in err and "Kernel died" not in err
+    assert not fit_processes(run_dir) and not (run_dir / "metrics.json").exists()
+    if first_unfinished(run_dir) == STEPS[0]:  # and the advice works
+        again = geoguesser("run", *arguments, "--overwrite", "--to", "01", cwd=checkout)
+        assert again.returncode == 0, again.stderr
+        assert first_unfinished(run_dir) == STEPS[1]
+
+
+def test_ctrl_c_during_training_is_one_line_and_the_run_continues(tmp_path, tiny_data, checkout):
+    # After epoch 2's line the signal lands wherever the machine's speed puts it (in epoch 3,
+    # after the fit, in step 05): the line names the step, and the run goes on from there.
+    arguments, code, err, run_dir = interrupted_at(
+        "epoch 2/", "stopped", tmp_path, tiny_data, checkout
+    )
+    assert code == 130
+    assert err.strip().splitlines()[-1] == continue_hint(run_dir)
+    assert "Traceback" not in err and "Kernel died" not in err
     assert not fit_processes(run_dir)  # the fit process went with the run
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()  # epoch 1's at least
     assert not (run_dir / "metrics.json").exists()
-    resumed = geoguesser("run", *arguments, "--from", "04", cwd=checkout)
+    step = first_unfinished(run_dir)
+    epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1
+    resumed = geoguesser("run", *arguments, "--from", step[:2], cwd=checkout)
     assert resumed.returncode == 0, resumed.stderr
-    assert re.search(r"^resuming the fit after epoch [12] from ", resumed.stdout, re.M)
+    if step == "04-training":
+        said = f"resuming the fit after epoch {epochs} from " if epochs < 4 else "afresh"
+        line = next(x for x in resumed.stdout.splitlines() if x.startswith(("resuming", "start")))
+        assert said in line
     assert (run_dir / "metrics.json").exists()
 
 

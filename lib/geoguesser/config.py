@@ -164,7 +164,8 @@ class DataSettings(Section):
 
 class SplitSettings(Section):
     fractions: list[Annotated[float, Field(ge=0)]] = Field(
-        [0.8, 0.1, 0.1], description="train, val, test shares; they sum to 1"
+        [0.8, 0.1, 0.1],
+        description="train, val, test shares; they sum to 1; val above 0, test may be 0",
     )
     seed: int = Field(0, description="seed of the split (and of `dataset_frac`'s sample)")
     dataset_frac: float = Field(
@@ -183,6 +184,12 @@ class SplitSettings(Section):
             raise ValueError(f"{list(fractions)} sum to {sum(fractions):g}, not 1")
         if fractions[0] == 0:
             raise ValueError("the train share must be above 0")
+        if fractions[1] == 0:
+            # Nothing else could pick the best checkpoint or drive the plateau schedule.
+            raise ValueError(
+                "the val share must be above 0: validation picks the best checkpoint"
+                " (a 0 test share is allowed)"
+            )
         return fractions
 
 

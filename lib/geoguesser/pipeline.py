@@ -11,6 +11,7 @@ training, progress lines of long loops, and each step's timing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from .runs import (
     CONFIG_NAME,
     STEPS,
     find_checkout,
+    first_unfinished,
     mark_completed,
     prepare,
     record_invocation,
@@ -45,10 +47,13 @@ class StepFailed(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a step: the run folder is left as it is, ready to continue."""
+    """Ctrl-C during a run: the run folder is left as it is, ready to continue at `step`."""
 
     def __init__(self, step: str):
-        super().__init__(f"interrupted; continue with --from {step[:2]}")
+        if step == STEPS[0]:  # `--from 01` is refused: the first step starts the folder afresh
+            super().__init__("interrupted; start again with --overwrite")
+        else:
+            super().__init__(f"interrupted; continue with --from {step[:2]}")
         self.step = step
 
 
@@ -113,10 +118,33 @@ def _noting_ctrl_c():
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, note)
+    quiet = _AfterCtrlC(noted)
+    for name in ABANDONED_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
     try:
         yield noted
     finally:
         signal.signal(signal.SIGINT, previous)
+        if not noted.pressed:  # pressed, they stay: the abandoned tasks may speak at exit
+            for name in ABANDONED_LOGGERS:
+                logging.getLogger(name).removeFilter(quiet)
+
+
+# Ctrl-C raises KeyboardInterrupt wherever the kernel client's event loop is; its tasks still
+# waiting on the kernel are abandoned, and when papermill then shuts the kernel down they
+# fail (DeadKernelError) with nobody to hear it: asyncio logs each as a traceback ("Task
+# exception was never retrieved"), papermill's client logs "Kernel died", sometimes only
+# at exit, after the one line that matters. Once Ctrl-C was pressed, those records go.
+ABANDONED_LOGGERS = ("asyncio", "papermill")
+
+
+class _AfterCtrlC(logging.Filter):
+    def __init__(self, noted: _CtrlC):
+        super().__init__()
+        self.noted = noted
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.noted.pressed
 
 
 def run(
@@ -148,17 +176,26 @@ def run(
     record_invocation(
         run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
     )
+    try:
+        _run_steps(papermill, notebooks, run_dir, steps, first, stream)
+    except KeyboardInterrupt:  # between steps, or before the first: the run goes on from there
+        raise Interrupted(first_unfinished(run_dir) or steps[-1]) from None
+    return run_dir
+
+
+def _run_steps(papermill, notebooks: Path, run_dir: Path, steps, first: int, stream: bool):
+    """Execute `steps` in order, marking each one done in the run folder as it ends."""
     kernel = ensure_kernel()
     parameters = {"run_dir": str(run_dir), "config": str(run_dir / CONFIG_NAME), "overrides": []}
     out = sys.stdout if stream else None
     done = STEPS[:first]
-    for number, step in enumerate(steps, start=first + 1):
-        output = run_dir / f"{step}.ipynb"
-        if stream:
-            print(f"[{number}/{len(STEPS)}] {step}", flush=True)
-        started = time.perf_counter()
-        try:
-            with _headless_kernels(), _noting_ctrl_c() as ctrl_c:
+    with _headless_kernels(), _noting_ctrl_c() as ctrl_c:
+        for number, step in enumerate(steps, start=first + 1):
+            output = run_dir / f"{step}.ipynb"
+            if stream:
+                print(f"[{number}/{len(STEPS)}] {step}", flush=True)
+            started = time.perf_counter()
+            try:
                 papermill.execute_notebook(
                     str(notebooks / f"{step}.ipynb"),
                     str(output),
@@ -169,23 +206,23 @@ def run(
                     stdout_file=out,
                     extra_arguments=QUIET_KERNEL,
                 )
-        except KeyboardInterrupt:
-            raise Interrupted(step) from None
-        except papermill.PapermillExecutionError as exc:
-            if exc.ename == "KeyboardInterrupt" or ctrl_c.pressed:
+            except KeyboardInterrupt:
                 raise Interrupted(step) from None
-            reason = str(exc.evalue).splitlines()[0] if exc.evalue else ""
-            raise StepFailed(
-                f"step {step} failed in cell {exc.exec_count}: {exc.ename}: {reason}"
-                f"; the partial notebook is {output}"
-            ) from None
-        except Exception:
-            # Ctrl-C can surface from inside the kernel client's event loop as another error.
-            if ctrl_c.pressed:
-                raise Interrupted(step) from None
-            raise
-        done.append(step)
-        mark_completed(run_dir, done)
-        if stream:
-            print(f"[{number}/{len(STEPS)}] {step} done in {time.perf_counter() - started:.1f} s")
-    return run_dir
+            except papermill.PapermillExecutionError as exc:
+                if exc.ename == "KeyboardInterrupt" or ctrl_c.pressed:
+                    raise Interrupted(step) from None
+                reason = str(exc.evalue).splitlines()[0] if exc.evalue else ""
+                raise StepFailed(
+                    f"step {step} failed in cell {exc.exec_count}: {exc.ename}: {reason}"
+                    f"; the partial notebook is {output}"
+                ) from None
+            except Exception:
+                # Ctrl-C can surface from inside the kernel client's event loop as another error.
+                if ctrl_c.pressed:
+                    raise Interrupted(step) from None
+                raise
+            done.append(step)
+            mark_completed(run_dir, done)
+            if stream:
+                seconds = time.perf_counter() - started
+                print(f"[{number}/{len(STEPS)}] {step} done in {seconds:.1f} s", flush=True)

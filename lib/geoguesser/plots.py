@@ -198,10 +198,11 @@ def error_figure(
     The title names the split, n and the mean of the first entry (the model).
     """
     fig, (hist, cumulative) = plt.subplots(1, 2, figsize=(11, 4))
-    top = max(float(np.max(e)) for e in errors_by_name.values() if len(e))
+    # An empty split draws empty axes with its n=0 in the title, never a crash.
+    top = max((float(np.max(e)) for e in errors_by_name.values() if len(e)), default=1.0)
     bins = np.linspace(0, top, 40)
     for colour, (name, errors) in zip(OKABE_ITO, errors_by_name.items(), strict=False):
-        label = f"{name} (mean {np.mean(errors):.1f} km)"
+        label = f"{name} (mean {np.mean(errors):.1f} km)" if len(errors) else f"{name} (none)"
         hist.hist(errors, bins=bins, alpha=0.55, label=label, color=colour)
         ordered = np.sort(errors)
         cumulative.plot(

@@ -125,6 +125,8 @@ def prepare(run_dir: Path, first: int, overwrite: bool) -> None:
     if first == 0 and run_dir.exists():
         if not overwrite:
             hint = first_unfinished(run_dir) if is_run(run_dir) else None
+            if hint == STEPS[0]:  # --from 01 is this very refusal
+                hint = None
             more = f", or continue it with --from {hint[:2]}" if hint else ""
             raise UserError(f"{run_dir}: exists; pass --overwrite to replace it{more}")
         if not is_run(run_dir):
@@ -223,13 +225,19 @@ def open_step(
 
 
 def result_line(run_dir: Path) -> str:
-    """The finished run's headline: test mean and median km against the train-mean baseline."""
+    """The finished run's headline: test mean and median km against the train-mean baseline.
+
+    A run without a test split (a 0 test share) reports its validation split, and says so.
+    """
     try:
-        test = json.loads((run_dir / FINISHED_NAME).read_text())["test"]
+        metrics = json.loads((run_dir / FINISHED_NAME).read_text())
+        split = "test" if "test" in metrics else "val"
+        numbers = metrics[split]
+        note = "" if split == "test" else " (no test split)"
         return (
-            f"result: test mean {test['mean_km']:.1f} km, median {test['median_km']:.1f} km"
-            f" (n={test['n']}); always answering the training mean: "
-            f"{test['baseline_mean_km']:.1f} km"
+            f"result: {split} mean {numbers['mean_km']:.1f} km, median "
+            f"{numbers['median_km']:.1f} km (n={numbers['n']}); always answering the training "
+            f"mean: {numbers['baseline_mean_km']:.1f} km{note}"
         )
-    except (OSError, ValueError, KeyError):
-        return f"result: {run_dir / FINISHED_NAME} has no test metrics"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"result: {run_dir / FINISHED_NAME} has no validation or test metrics"

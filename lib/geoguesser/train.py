@@ -324,4 +324,6 @@ def train(
     if len(datamodule.datasets["test"]):
         trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
         test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    elif rank_zero_only.rank == 0:
+        print("the test split is empty (split.fractions): no test", flush=True)
     return TrainResult(model, best, last, val, test, trainer.current_epoch, trainer.world_size)
