@@ -4,6 +4,7 @@ import re
 import tempfile
 from collections import namedtuple
 
+import pandas as pd
 import pytest
 import torch
 
@@ -77,7 +78,7 @@ def test_an_impossible_disk_requirement_is_one_line_and_exit_2(
     assert len(lines) == 1
     assert re.fullmatch(
         r"geoguesser run: disk: \S+ has 0\.00 GB free, the run needs [\d.]+ GB "
-        r"\(checkpoints [\d.]+ GB, image cache [\d.]+ GB\)",
+        r"\(checkpoints [\d.]+ GB in \S+, image cache [\d.]+ GB in \S+\)",
         lines[0],
     )
 
@@ -151,3 +152,12 @@ def test_a_fit_prints_the_estimate_per_phase_and_the_time_left(enriched, tmp_pat
     assert "left" not in epochs["1/3"]  # the last frozen epoch: the unfrozen pace is unknown
     assert re.search(r"  ~\d+ s left$", epochs["2/3"])
     assert "left" not in epochs["3/3"]
+
+
+def test_the_image_cache_is_sized_as_it_is_built(synthetic_dir, tmp_path):
+    from geoguesser.image_cache import ImageCache, array_bytes
+
+    uuids = pd.read_csv(synthetic_dir / "data.csv", dtype={"uuid": str}).uuid.tolist()
+    cache = ImageCache.open(tmp_path, synthetic_dir, uuids, 32, progress=False)
+    assert cache.array.nbytes == array_bytes(len(uuids), 32)
+    assert array_bytes(1, 224) == 602_112  # README, Sizing: 0.602 MB a location at 224 px

@@ -254,8 +254,8 @@ def disk_rows(settings: Settings, table: pd.DataFrame, model, runs_root: Path) -
         where = group[0][1]
         free = shutil.disk_usage(where).free
         total = sum(n for _, _, n in group)
-        parts = ", ".join(f"{what} {gb(n)}" for what, _, n in group)
-        row = Row("disk", f"{where}: {gb(total)} needed ({parts}), {gb(free)} free")
+        parts = ", ".join(f"{what} {gb(n)} in {path}" for what, path, n in group)
+        row = Row("disk", f"{gb(total)} needed ({parts}), {gb(free)} free there")
         if total > free:
             row.blocker = f"disk: {where} has {gb(free)} free, the run needs {gb(total)} ({parts})"
         rows.append(row)
