@@ -89,6 +89,8 @@ def test_the_terminal_shows_steps_epochs_and_the_result_without_kernel_noise(fin
     assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
     for line in epochs:
         assert "train loss" in line and "val mean" in line and "median" in line and " lr " in line
+    assert re.search(r"^estimate: \d+ steps/epoch, ~[\d.]+ s/epoch, ~\d+ (s|min) for the fit",
+                     result.stdout, re.M)  # fmt: skip
     assert "[4/5] 04-training" in lines and any(line.startswith("predicting: ") for line in lines)
     result_line = next(line for line in lines if line.startswith("result: "))
     assert "test mean" in result_line and "always answering the training mean" in result_line

@@ -65,12 +65,33 @@ def _load_state_dict(model: nn.Module, path: Path, name: str) -> None:
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict of tensors")
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        raise UserError(
-            f"{path}: does not fit {name} ({len(result.missing_keys)} missing keys, "
-            f"e.g. {result.missing_keys[0]})"
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise UserError(f"{path}: does not fit {name} ({problem})")
+    model.load_state_dict(state)
+
+
+def state_dict_mismatch(model: nn.Module, state: dict) -> str | None:
+    """What keeps `state` from loading strictly into `model`: keys missing or left over, and
+    tensors of another shape (which load_state_dict would raise on mid-load), or None."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [
+        f"{key} {tuple(state[key].shape)} in the file, {tuple(tensor.shape)} in the backbone"
+        for key, tensor in expected.items()
+        if key in state and getattr(state[key], "shape", None) != tensor.shape
+    ]
+    parts = [
+        f"{len(found)} {what}, e.g. {found[0]}"
+        for what, found in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("tensors of another shape", shapes),
         )
+        if found
+    ]
+    return "; ".join(parts) or None
 
 
 def _pretrained_torchvision(model: nn.Module, name: str) -> None:

@@ -98,10 +98,12 @@ def _run(args: argparse.Namespace) -> int:
     from .pipeline import Interrupted, StepFailed, run
     from .runs import is_finished, result_line
 
+    if args.sweep_index is not None and not args.sweep:
+        raise UserError("--sweep-index needs the --sweep settings it indexes")
+    if args.dry_run:
+        return _dry_run(args)
     if args.sweep:
         return _sweep(args)
-    if args.sweep_index is not None:
-        raise UserError("--sweep-index needs the --sweep settings it indexes")
     settings = load_settings(args.config, args.set)
     try:
         run_dir = run(
@@ -133,6 +135,24 @@ def _run(args: argparse.Namespace) -> int:
     ]:
         print(f"  {name:<18} {hint}")
     return 0
+
+
+def run_members(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """The settings `geoguesser run` would run, checked as it checks them: one run's, or every
+    sweep member's (labelled by name), before anything else happens."""
+    from .config import load_settings
+    from .sweeps import plan, select
+
+    if not args.sweep:
+        return [(str(args.config), load_settings(args.config, args.set))]
+    members = select(plan(args.config, args.set, args.sweep)[1], args.sweep_index)
+    return [(f"sweep member {m.index} ({m.name})", m.settings) for m in members]
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from .dryrun import dry_run
+
+    return dry_run(run_members(args), args.runs, args.config)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -417,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--sweep-index", type=int, metavar="I", help="run only sweep member I (from 0)"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything that can be known before the first epoch (data, weights, disk,"
+        " memory, accelerator, one timed step) and print it; writes nothing",
     )
     run.set_defaults(run=_run)
 

@@ -40,6 +40,7 @@ class ViewFusion(nn.Module):
         if kind not in FUSIONS:
             raise ValueError(f"unknown fusion {kind!r}")
         self.kind = kind
+        self.dim = dim  # per-view features (the dry run sizes the feature store with it)
         self.out_dim = dim * MAX_VIEWS if kind == "concat" else dim
         if kind == "attention":
             self.score = nn.Linear(dim, 1)

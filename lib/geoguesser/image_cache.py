@@ -58,6 +58,19 @@ def fingerprint(dataset_dir: str | Path, uuids: list[str]) -> str:
     return digest.hexdigest()
 
 
+def cache_stem(cache_dir: str | Path, dataset_dir: str | Path, size: int) -> Path:
+    """The cache's files without their suffix: one per (dataset folder, image size)."""
+    dataset_dir = Path(dataset_dir).resolve()
+    key = hashlib.sha1(str(dataset_dir).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{dataset_dir.name}-{key}-{size}px"
+
+
+def array_bytes(n_locations: int, size: int) -> int:
+    """The bytes of the cached views of `n_locations` (uint8, four size x size x 3 views each),
+    so that a run can be sized before the cache is built."""
+    return n_locations * len(VIEWS) * size * size * 3
+
+
 class ImageCache:
     """Read access to the cached views of one dataset directory at one size."""
 
@@ -81,8 +94,7 @@ class ImageCache:
         """The cache for these locations, built (or rebuilt when the images changed) if needed."""
         dataset_dir = Path(dataset_dir).resolve()
         uuids = sorted(uuids)
-        key = hashlib.sha1(str(dataset_dir).encode()).hexdigest()[:12]
-        stem = Path(cache_dir) / f"{dataset_dir.name}-{key}-{size}px"
+        stem = cache_stem(cache_dir, dataset_dir, size)
         array_path, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
         meta = {
             "dataset_dir": str(dataset_dir),

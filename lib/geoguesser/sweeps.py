@@ -113,6 +113,15 @@ def plan(config_file: Path, overrides: list[str], sweeps: list[str]) -> tuple[st
     return base.name, members
 
 
+def select(members: list[Member], index: int | None) -> list[Member]:
+    """Every member, or member `index` alone (--sweep-index)."""
+    if index is None:
+        return members
+    if not 0 <= index < len(members):
+        raise UserError(f"--sweep-index {index}: the sweep has members 0..{len(members) - 1}")
+    return [members[index]]
+
+
 def _metrics(run_dir: Path) -> dict | None:
     try:
         return json.loads((run_dir / FINISHED_NAME).read_text())
@@ -158,10 +167,7 @@ def run_sweep(
     **run_options,
 ) -> list[Outcome]:
     name, members = plan(config_file, overrides, sweeps)
-    if index is not None:
-        if not 0 <= index < len(members):
-            raise UserError(f"--sweep-index {index}: the sweep has members 0..{len(members) - 1}")
-        members = [members[index]]
+    members = select(members, index)
     sweep_dir = Path(runs_root).absolute() / name
     if is_run(sweep_dir):
         raise UserError(f"{sweep_dir}: is a single run, not a sweep; choose another name")

@@ -40,6 +40,7 @@ from .config import TrainSettings
 from .data import GeoDataModule
 from .datasets import check_views
 from .errors import UserError
+from .estimate import estimate_line, time_left
 from .finetuning import EpochSchedulers, FreezeThenUnfreeze
 from .geography import Geography
 from .lr_finder import settle_lr
@@ -120,19 +121,54 @@ class FitFingerprint(Callback):
 
 
 class EpochLines(Callback):
-    """One plain line per epoch (loss, validation error, learning rate, time), for terminals
-    and notebooks alike; it is what a long headless run shows."""
+    """One plain line per epoch (loss, validation error, learning rate, time, time left), for
+    terminals and notebooks alike; it is what a long headless run shows.
+
+    Each phase (frozen, unfrozen) starts with the estimate the dry run prints, from the time
+    of its second step (the first warms up); the time left is the remaining epochs at the
+    pace of the latest epoch, up to the unfreeze while frozen.
+    """
+
+    def __init__(self, freeze_epochs: int = 0):
+        self.freeze_epochs = freeze_epochs
+        self.estimated: set[bool] = set()
+
+    def frozen(self, trainer) -> bool:
+        return trainer.current_epoch < self.freeze_epochs
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.started = time.perf_counter()
         self.lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         self.loss_sum, self.count = 0.0, 0
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_started = time.perf_counter()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         n = len(batch["label"])
         self.loss_sum += float(loss) * n
         self.count += n
+        steps = trainer.num_training_batches
+        timed = batch_idx == min(1, steps - 1)
+        if timed and self.frozen(trainer) not in self.estimated and trainer.global_rank == 0:
+            self.estimated.add(self.frozen(trainer))
+            epoch_s = steps * (time.perf_counter() - self.batch_started)
+            fit_s = epoch_s * self.epochs_left(trainer, including_this=True)
+            print(estimate_line(steps, epoch_s, fit_s) + self.until(trainer), flush=True)
+
+    def epochs_left(self, trainer, including_this: bool = False) -> int:
+        """Epochs after this one (and this one too), up to the unfreeze while frozen."""
+        end = self.phase_end(trainer)
+        return end - trainer.current_epoch - (0 if including_this else 1)
+
+    def phase_end(self, trainer) -> int:
+        frozen_end = min(self.freeze_epochs, trainer.max_epochs)
+        return frozen_end if trainer.current_epoch < frozen_end else trainer.max_epochs
+
+    def until(self, trainer) -> str:
+        """What a time counted to the phase's end leaves out: the unfrozen epochs."""
+        return " to the unfreeze" if self.phase_end(trainer) < trainer.max_epochs else ""
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.global_rank != 0:
@@ -148,7 +184,11 @@ class EpochLines(Callback):
             )
         if self.lr is not None:
             parts.append(f"lr {self.lr:.2e}")
-        parts.append(f"{time.perf_counter() - self.started:.1f} s")
+        seconds = time.perf_counter() - self.started
+        parts.append(f"{seconds:.1f} s")
+        left = self.epochs_left(trainer)
+        if left > 0:
+            parts.append(time_left(seconds * left) + self.until(trainer))
         print("  ".join(parts), flush=True)
 
 
@@ -232,7 +272,7 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
             checkpoint,
             LearningRateMonitor(logging_interval="epoch"),
             BatchSeed(settings.seed),
-            EpochLines(),
+            EpochLines(settings.freeze_epochs),
             FreezeThenUnfreeze(settings.freeze_epochs, settings.unfreeze_blocks),
             EpochSchedulers(),
             *callbacks,
