@@ -318,6 +318,16 @@ CORRUPTIONS = {
         lambda c: c.update(retrieval={"xy": 1}),
         "its retrieval index is damaged",
     ),
+    "a retrieval index of another size": (
+        lambda c: c.update(
+            retrieval={
+                "embeddings": torch.zeros(4, 7),
+                "xy": torch.zeros(4, 2),
+                "labels": torch.zeros(4),
+            }
+        ),
+        "its retrieval index does not fit the network (embeddings (4, 7), xy (4, 2), labels (4,),",
+    ),
 }
 
 
@@ -350,3 +360,11 @@ def test_a_checkpoint_of_another_network_names_its_first_mismatches(small_model,
         load_checkpoint(path)
     lines = str(refused.value).splitlines()
     assert len(lines) == MAX_WEIGHT_LINES + 1 and lines[-1].endswith("more weight mismatches")
+
+
+def test_a_dataset_and_an_out_whose_names_are_not_utf8_predict(checkpoint, tmp_path, capsys):
+    root = make_dataset(tmp_path / os.fsdecode(b"ds-\xff"), with_csv=False)
+    out = tmp_path / os.fsdecode(b"preds-\xfe.csv")
+    assert predict_into(checkpoint, root, out) == 0
+    assert len(pd.read_csv(out)) == 6
+    assert capsys.readouterr().out.strip().endswith("preds-\\xfe.csv")

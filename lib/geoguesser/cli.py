@@ -68,7 +68,7 @@ def _predict(args: argparse.Namespace) -> int:
             device=args.device,
             **checks,
         )
-        print(f"wrote {len(result)} predictions (one photo each) to {args.out}")
+        print(f"wrote {len(result)} predictions (one photo each) to {printable(args.out)}")
         return 0
     result = predict_dirs(
         args.checkpoint,
@@ -80,7 +80,7 @@ def _predict(args: argparse.Namespace) -> int:
         with_confidence=args.with_confidence,
         **checks,
     )
-    print(f"wrote {len(result)} predictions to {args.out}")
+    print(f"wrote {len(result)} predictions to {printable(args.out)}")
     return 0
 
 

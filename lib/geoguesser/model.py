@@ -353,12 +353,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         problems = [*problems[:MAX_WEIGHT_LINES], f"... and {more} more weight mismatches"]
     if problems:
         raise UserError("\n".join(f"{path}: {problem}" for problem in problems))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # after the checks above, a tensor that cannot be copied in
+        raise UserError(f"{path}: weights: {str(exc).splitlines()[-1].strip()[:200]}") from None
     try:
         model.on_load_checkpoint(checkpoint)
     except (KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: its retrieval index is damaged ({exc!r})") from None
+    if model.retrieval is not None and not _index_fits(model):
+        index = model.retrieval
+        raise UserError(
+            f"{path}: its retrieval index does not fit the network (embeddings"
+            f" {tuple(index.embeddings.shape)}, xy {tuple(index.xy.shape)}, labels"
+            f" {tuple(index.labels.shape)}, for {model.net.fusion.out_dim} features"
+            f" and {model.geography.n_classes} cells)"
+        )
     return model.eval()
+
+
+def _index_fits(model: GeoLocator) -> bool:
+    """Whether the retrieval index holds N embeddings of the fused size, N points, N cells."""
+    index = model.retrieval
+    n = len(index.labels) if index.labels.ndim == 1 else -1
+    return (
+        tuple(index.embeddings.shape) == (n, model.net.fusion.out_dim)
+        and tuple(index.xy.shape) == (n, 2)
+        and bool(((index.labels >= 0) & (index.labels < model.geography.n_classes)).all())
+    )
 
 
 def _read_checkpoint(path: Path, map_location: str | torch.device) -> dict:
