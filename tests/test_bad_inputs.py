@@ -6,19 +6,31 @@ without a case here, a case without a row, or a row whose message changed all fa
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
 import socket
+import struct
+import zlib
 from itertools import dropwhile, takewhile
 from pathlib import Path
 
 import pytest
+import torch
 from fake_streetview import KEY, FakeStreetView
+from PIL import Image
 from test_datasets import declare_size, jpeg_bytes
 
-from conftest import REPO, make_dataset, tree_bytes
+from conftest import REPO, make_dataset, tiny_config, tree_bytes
+from geoguesser.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.borders import load_border
 from geoguesser.cli import main
+from geoguesser.datasets import load_locations
+from geoguesser.enrich import prepare
+from geoguesser.geography import Geography
+from geoguesser.model import GeoLocator, write_checkpoint
+from geoguesser.splits import split_locations
 
 SECTION = "## Bad input: what each command does with it"
 
@@ -121,6 +133,87 @@ def photos_with_a_broken_one(ds: Path, tmp: Path) -> Path:
     (tmp / "photos").mkdir()
     (tmp / "photos" / "pier.jpg").write_bytes(os.urandom(512))
     return tmp / "photos"
+
+
+def existing_notes(ds: Path, tmp: Path) -> Path:
+    (tmp / "notes.txt").write_text("my notes, not predictions\n")
+    return tmp / "notes.txt"
+
+
+def link_out(ds: Path, tmp: Path) -> Path:
+    (tmp / "preds.csv").write_text("uuid,latitude,longitude\n")
+    (tmp / "link.csv").symlink_to(tmp / "preds.csv")
+    return tmp / "link.csv"
+
+
+def fifo_out(ds: Path, tmp: Path) -> Path:
+    os.mkfifo(tmp / "fifo")
+    return tmp / "fifo"
+
+
+def predict_with(*options: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        return ["predict", "--checkpoint", str(tmp / "none.ckpt"), str(ds), "--out",
+                str(tmp / "p.csv"), *options]  # fmt: skip
+
+    return case
+
+
+def out_is_the_checkpoint(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+    (tmp / "model.ckpt").write_bytes(b"a trained model")
+    return ["predict", "--checkpoint", str(tmp / "model.ckpt"), str(ds), "--out",
+            str(tmp / "model.ckpt"), "--overwrite"]  # fmt: skip
+
+
+def png_bytes(side: int, declared: int) -> bytes:
+    """A PNG of `side` pixels whose header (IHDR, CRC fixed) declares `declared` a side."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 120, 200)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", declared, declared, 8, 2, 0, 0, 0)
+    header = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return data[:8] + header + data[33:]
+
+
+def photos_with(name: str | bytes, content):
+    def make(ds: Path, tmp: Path) -> Path:
+        (tmp / "photos").mkdir()
+        (tmp / "photos" / "quay.jpg").write_bytes(view(ds).read_bytes())
+        (tmp / "photos" / os.fsdecode(name)).write_bytes(content(ds))
+        return tmp / "photos"
+
+    return make
+
+
+def checkpoint_changed(change):
+    """A geoguesser checkpoint of today's format (an untrained tinycnn), then `change`d."""
+
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        border = load_border()
+        locations, _ = load_locations([ds], border=border)
+        locations = split_locations(locations, fractions=(0.5, 0.25, 0.25), seed=0)
+        _table, cells, scaler = prepare(locations, border, cell_km=100)
+        geography = Geography.of(cells, scaler, border)
+        model = GeoLocator(geography, tiny_config(), IMAGENET_MEAN, IMAGENET_STD)
+        path = write_checkpoint(model, tmp / "model.ckpt")
+        checkpoint = torch.load(path, weights_only=True)
+        change(checkpoint)
+        torch.save(checkpoint, path)
+        return ["predict", "--checkpoint", str(path), str(ds), "--out", str(tmp / "p.csv")]
+
+    return case
+
+
+def reshape_head(checkpoint: dict) -> None:
+    state = checkpoint["state_dict"]
+    state["net.head.1.weight"] = torch.zeros(7, *state["net.head.1.weight"].shape[1:])
+
+
+def unlabelled_with_a_bad_name(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+    folders = make_dataset(tmp / "unlabelled", with_csv=False)
+    (folders / "images/loc-0000").rename(folders / "images" / os.fsdecode(b"loc-\xff"))
+    return ["predict", "--checkpoint", str(tmp / "none.ckpt"), str(folders), "--out",
+            str(tmp / "p.csv")]  # fmt: skip
 
 
 def download(*options, into_dataset: bool = False, setup=None):
@@ -226,6 +319,37 @@ CASES = {
     "`--photos` a folder without image files": predict_photos(photos_without_images),
     "`--photos` with random bytes as a photo": predict_photos(photos_with_a_broken_one),
     "`--photos` and dataset folders together": predict_photos(photos_without_images, "dataset-dir"),
+    "`--photos` with a truncated JPEG": predict_photos(
+        photos_with("pier.jpg", lambda ds: view(ds).read_bytes()[:-40])
+    ),
+    "`--photos` with a PNG declaring 30000 x 30000 pixels": predict_photos(
+        photos_with("pier.png", lambda ds: png_bytes(64, 30000))
+    ),
+    "`--photos` with a PNG whose header promises more data than it has": predict_photos(
+        photos_with("pier.png", lambda ds: png_bytes(64, 2000))
+    ),
+    "`--photos` with a photo whose name is not UTF-8": predict_photos(
+        photos_with(b"caf\xe9.jpg", lambda ds: view(ds).read_bytes())
+    ),
+    "a location folder whose name is not UTF-8": unlabelled_with_a_bad_name,
+    "`--out` an existing file that predict did not write": predict_out(existing_notes),
+    "`--out` the checkpoint, even with `--overwrite`": out_is_the_checkpoint,
+    "`--out` a symbolic link": predict_out(link_out),
+    "`--out` a FIFO": predict_out(fifo_out),
+    "`--batch-size 0`": predict_with("--batch-size", "0"),
+    "`--batch-size -1`": predict_with("--batch-size", "-1"),
+    "`--device cuda:7`": predict_with("--device", "cuda:7"),
+    "`--device bogus`": predict_with("--device", "bogus"),
+    "a checkpoint without `hyper_parameters`": checkpoint_changed(
+        lambda c: c.pop("hyper_parameters")
+    ),
+    "a checkpoint whose settings no longer validate": checkpoint_changed(
+        lambda c: c["hyper_parameters"]["settings"].update(old_knob=1)
+    ),
+    "a checkpoint whose weights have another shape": checkpoint_changed(reshape_head),
+    "a checkpoint with a weight the network lacks": checkpoint_changed(
+        lambda c: c["state_dict"].update({"net.extra.weight": torch.zeros(3)})
+    ),
     "a fit strategy that cannot work": config_with("train.strategy=fsdp"),
     "several nodes without DDP": config_with("train.num_nodes=2"),
     "a band of rows whose top is below its bottom": config_with("train.view_rows=[0.8,0.3]"),

@@ -4,6 +4,7 @@ import pickle
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from conftest import make_dataset, tiny_config, tree_bytes
 from geoguesser.cli import main
@@ -136,3 +137,234 @@ def test_with_confidence_adds_the_expected_error_and_nothing_else(checkpoint, tm
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["uuid", "latitude", "longitude", "expected_error_km"]
     assert (frame.expected_error_km > 0).all() and frame.expected_error_km.lt(1000).all()
+
+
+# --- writing is never destroying -------------------------------------------------------
+
+
+def predict_into(checkpoint, root, out, *options):
+    return main(
+        ["predict", "--checkpoint", str(checkpoint), str(root), "--out", str(out), *options]
+    )
+
+
+def test_out_replaces_only_what_predict_wrote_unless_overwrite(checkpoint, tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("uuid,latitude,longitude,mine\nmy notes\n")
+    assert predict_into(checkpoint, root, notes) == 2
+    assert notes.read_text() == "uuid,latitude,longitude,mine\nmy notes\n"
+    assert "exists and is not a predictions CSV" in capsys.readouterr().err
+    assert predict_into(checkpoint, root, notes, "--overwrite") == 0
+    assert list(pd.read_csv(notes).columns) == ["uuid", "latitude", "longitude"]
+    out = tmp_path / "preds.csv"
+    for options in ([], ["--with-confidence"], []):  # each replaces the one before
+        assert predict_into(checkpoint, root, out, *options) == 0
+    assert list(pd.read_csv(out).columns) == ["uuid", "latitude", "longitude"]
+
+
+def test_the_checkpoint_is_never_the_out_by_any_path(checkpoint, tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    model = tmp_path / "model.ckpt"
+    model.write_bytes(checkpoint.read_bytes())
+    (tmp_path / "alias").symlink_to(tmp_path)  # the same file through another folder name
+    before = model.read_bytes()
+    for out in (model, tmp_path / "alias" / "model.ckpt", tmp_path / "sub" / ".." / "model.ckpt"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert predict_into(model, root, out, "--overwrite") == 2
+        assert "an input is never overwritten" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
+def test_a_photo_is_never_the_out(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "pier.jpg").write_bytes(
+        (make_dataset(tmp_path / "ds") / "images/loc-0000/0.jpg").read_bytes()
+    )
+    before = tree_bytes(photos)
+    args = ["predict", "--checkpoint", str(checkpoint), "--photos", str(photos), "--overwrite"]
+    assert main([*args, "--out", str(photos / "pier.jpg")]) == 2
+    assert "nothing is written into a dataset" in capsys.readouterr().err
+    assert tree_bytes(photos) == before
+
+
+def test_a_failed_run_leaves_the_old_csv_as_it_was(checkpoint, tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    out = tmp_path / "preds.csv"
+    assert predict_into(checkpoint, root, out) == 0
+    before = out.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("geoguesser.predict.predict_table", interrupted)
+    assert predict_into(checkpoint, root, out) == 130
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ds",
+        "preds.csv",
+    ]
+
+
+# --- found before the model loads ------------------------------------------------------
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the inputs were checked")
+
+    monkeypatch.setattr("geoguesser.predict.load_checkpoint", refuse)
+
+
+@pytest.mark.parametrize("batch_size", ["0", "-5"])
+def test_a_batch_size_below_one_is_refused_before_loading(
+    no_loading, checkpoint, tmp_path, capsys, batch_size
+):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    assert predict_into(checkpoint, root, tmp_path / "p.csv", "--batch-size", batch_size) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"geoguesser predict: --batch-size {batch_size}: must be at least 1"
+    ]
+
+
+@pytest.mark.parametrize(
+    "device", ["bogus", "cuda:7", "mps:3", "meta", f"cuda:{torch.cuda.device_count()}"]
+)
+def test_a_device_this_machine_lacks_is_refused_before_loading(
+    no_loading, checkpoint, tmp_path, capsys, device
+):
+    root = make_dataset(tmp_path / "ds", with_csv=False)
+    assert predict_into(checkpoint, root, tmp_path / "p.csv", "--device", device) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"geoguesser predict: --device {device!r}: ")
+
+
+def test_every_bad_photo_is_named_and_the_run_refused(no_loading, checkpoint, tmp_path, capsys):
+    view = (make_dataset(tmp_path / "ds") / "images/loc-0000/0.jpg").read_bytes()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "good.jpg").write_bytes(view)
+    (photos / "cut.jpg").write_bytes(view[: len(view) // 2])
+    (photos / os.fsdecode(b"\xff\xfe.jpg")).write_bytes(view)
+    args = ["predict", "--checkpoint", str(checkpoint), "--photos", str(photos)]
+    assert main([*args, "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and not (tmp_path / "p.csv").exists()
+    assert err[0] == (
+        f"geoguesser predict: {photos}/\\xff\\xfe.jpg: file name is not valid UTF-8;"
+        " rename it (its stem is the uuid)"
+    )
+    assert err[1].startswith(f"geoguesser predict: {photos / 'cut.jpg'}: unreadable (")
+
+
+def test_photo_sizes_follow_max_image_px(no_loading, checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (300, 20)).save(photos / "wide.png")
+    args = [
+        "predict",
+        "--checkpoint",
+        str(checkpoint),
+        "--photos",
+        str(photos),
+        "--out",
+        str(tmp_path / "p.csv"),
+    ]
+    assert main([*args, "--max-image-px", "256"]) == 2
+    assert "declares 300 x 20 pixels, over the limit of 256 px a side" in capsys.readouterr().err
+
+
+# --- checkpoints, checked whole --------------------------------------------------------
+
+
+def changed(checkpoint: dict, change) -> dict:
+    change(checkpoint)
+    return checkpoint
+
+
+CORRUPTIONS = {
+    "no hyper_parameters": (lambda c: c.pop("hyper_parameters"), "no hyper_parameters"),
+    "no geography": (
+        lambda c: c["hyper_parameters"].pop("geography"),
+        "hyper_parameters lack geography",
+    ),
+    "settings not a mapping": (
+        lambda c: c["hyper_parameters"].update(settings=[1]),
+        "not a mapping",
+    ),
+    "a stale setting": (
+        lambda c: c["hyper_parameters"]["settings"].update(image_size=-3),
+        "setting image_size: ",
+    ),
+    "a damaged geography": (
+        lambda c: c["hyper_parameters"]["geography"].pop("scaler"),
+        "its geography or normalization does not build a network (KeyError: 'scaler')",
+    ),
+    "no state_dict": (lambda c: c.pop("state_dict"), "no state_dict (the trained weights)"),
+    "a missing weight": (
+        lambda c: c["state_dict"].pop("net.head.1.bias"),
+        "weights: net.head.1.bias is missing",
+    ),
+    "a weight of another shape": (
+        lambda c: c["state_dict"].update({"net.head.1.bias": torch.zeros(9)}),
+        "weights: net.head.1.bias has shape (9,); the network's is (3,)",
+    ),
+    "a weight that is no tensor": (
+        lambda c: c["state_dict"].update({"net.head.1.bias": [0.0, 0.0, 0.0]}),
+        "weights: net.head.1.bias is not a tensor",
+    ),
+    "a damaged retrieval index": (
+        lambda c: c.update(retrieval={"xy": 1}),
+        "its retrieval index is damaged",
+    ),
+    "a retrieval index of another size": (
+        lambda c: c.update(
+            retrieval={
+                "embeddings": torch.zeros(4, 7),
+                "xy": torch.zeros(4, 2),
+                "labels": torch.zeros(4),
+            }
+        ),
+        "its retrieval index does not fit the network (embeddings (4, 7), xy (4, 2), labels (4,),",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_every_way_a_checkpoint_is_broken_is_a_user_error_naming_it(
+    small_model, tmp_path, corruption
+):
+    from geoguesser.errors import UserError
+    from geoguesser.model import load_checkpoint, write_checkpoint
+
+    change, message = CORRUPTIONS[corruption]
+    path = write_checkpoint(small_model[0], tmp_path / "model.ckpt")
+    load_checkpoint(path)  # whole, it loads
+    torch.save(changed(torch.load(path, weights_only=True), change), path)
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path)
+    lines = str(refused.value).splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines) and message in lines[0]
+
+
+def test_a_checkpoint_of_another_network_names_its_first_mismatches(small_model, tmp_path):
+    from geoguesser.errors import UserError
+    from geoguesser.model import MAX_WEIGHT_LINES, load_checkpoint, write_checkpoint
+
+    path = write_checkpoint(small_model[0], tmp_path / "model.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"] = {f"other.{k}": v for k, v in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, path)
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path)
+    lines = str(refused.value).splitlines()
+    assert len(lines) == MAX_WEIGHT_LINES + 1 and lines[-1].endswith("more weight mismatches")
+
+
+def test_a_dataset_and_an_out_whose_names_are_not_utf8_predict(checkpoint, tmp_path, capsys):
+    root = make_dataset(tmp_path / os.fsdecode(b"ds-\xff"), with_csv=False)
+    out = tmp_path / os.fsdecode(b"preds-\xfe.csv")
+    assert predict_into(checkpoint, root, out) == 0
+    assert len(pd.read_csv(out)) == 6
+    assert capsys.readouterr().out.strip().endswith("preds-\\xfe.csv")

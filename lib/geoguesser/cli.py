@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, printable
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -56,11 +56,19 @@ def _predict(args: argparse.Namespace) -> int:
 
     if bool(args.dirs) == (args.photos is not None):
         raise UserError("predict: give dataset folders (DIR ...) or --photos DIR, one of the two")
+    if args.max_image_px < 1:
+        raise UserError(f"--max-image-px {args.max_image_px}: must be at least 1")
+    checks = dict(overwrite=args.overwrite, max_px=args.max_image_px)
     if args.photos is not None:
         result = predict_photos(
-            args.checkpoint, args.photos, args.out, batch_size=args.batch_size, device=args.device
+            args.checkpoint,
+            args.photos,
+            args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            **checks,
         )
-        print(f"wrote {len(result)} predictions (one photo each) to {args.out}")
+        print(f"wrote {len(result)} predictions (one photo each) to {printable(args.out)}")
         return 0
     result = predict_dirs(
         args.checkpoint,
@@ -70,8 +78,9 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         progress=True,
         with_confidence=args.with_confidence,
+        **checks,
     )
-    print(f"wrote {len(result)} predictions to {args.out}")
+    print(f"wrote {len(result)} predictions to {printable(args.out)}")
     return 0
 
 
@@ -331,10 +340,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
     predict.add_argument(
-        "--out", type=Path, required=True, help="CSV to write: uuid, latitude, longitude"
+        "--out",
+        type=Path,
+        required=True,
+        help="CSV to write: uuid, latitude, longitude (a new file, or a CSV predict wrote)",
+    )
+    predict.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out even if predict did not write it (never an input, folder or link)",
     )
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    predict.add_argument(
+        "--max-image-px",
+        type=int,
+        default=MAX_IMAGE_PX,
+        metavar="PX",
+        help=f"refuse images declaring more pixels a side (default {MAX_IMAGE_PX})",
+    )
     predict.add_argument(
         "--with-confidence",
         action="store_true",
@@ -522,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as error:
-        for line in str(error).splitlines() or ["error"]:
+        for line in printable(error).splitlines() or ["error"]:
             print(f"geoguesser {args.command}: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

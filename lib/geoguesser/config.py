@@ -479,6 +479,19 @@ def _format_error(error: dict, known: dict[str, list[str]]) -> str:
     return f"{where}: {message} (got {error['input']!r})"
 
 
+def known_setting_problems(section: type[Section], values: dict) -> list[str]:
+    """How `values` fail to validate as `section` today, one line each (as a config's would).
+
+    For settings saved elsewhere (a checkpoint's), which may predate a change of the schema.
+    """
+    try:
+        section.model_validate(values)
+    except ValidationError as exc:
+        known = {"": list(section.model_fields)}
+        return [_format_error(error, known) for error in exc.errors()]
+    return []
+
+
 def _known_keys() -> dict[str, list[str]]:
     known = {"": list(Settings.model_fields)}
     for name, field in Settings.model_fields.items():

@@ -34,7 +34,8 @@ from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
 from .borders import inside
-from .errors import UserError
+from .errors import UserError, is_utf8_name, printable
+from .images import IMAGE_FORMATS, open_image
 
 VIEWS = (0, 90, 180, 270)  # headings in degrees: north, east, south, west
 CSV_NAME = "data.csv"
@@ -47,6 +48,7 @@ COLUMNS = ["uuid", "latitude", "longitude", "dataset_dir"]
 MAX_IMAGE_PX = 4096
 NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 UNLABELLED = "usable for predict only"
+NOT_AN_IMAGE = " or ".join([", ".join(IMAGE_FORMATS[:-1]), IMAGE_FORMATS[-1]])  # JPEG, PNG or WEBP
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Problem:
     what: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.what}"
+        return printable(f"{self.where}: {self.what}")  # a folder's name may not be UTF-8
 
 
 @dataclass
@@ -135,14 +137,14 @@ def check_image(source: Path | bytes, max_px: int = MAX_IMAGE_PX, deep: bool = F
         except Image.DecompressionBombError:
             return "declares more pixels than PIL opens (a decompression bomb?)"
         except UnidentifiedImageError:
-            return "unreadable (not an image file)"
+            return f"unreadable (not a {NOT_AN_IMAGE} image)"
         except Exception as exc:  # PIL's plugins raise many types on bad bytes: all are data
             text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             return f"unreadable ({text[:200]})"
 
 
 def _image_problem(handle, size: int, max_px: int, deep: bool) -> str | None:
-    with Image.open(handle) as image:
+    with open_image(handle) as image:
         width, height = image.size
         if max(width, height) > max_px:
             return (
@@ -421,7 +423,14 @@ def validate(
                     Problem(str(dataset_dir), f"neither {CSV_NAME} nor location folders found")
                 )
                 continue
-            names = sorted(folders)
+            names = sorted(name for name in folders if is_utf8_name(name))
+            for name in sorted(folders - set(names)):
+                report.problems.append(
+                    Problem(
+                        str(root / name),
+                        "folder name is not valid UTF-8; rename it (it is the uuid of the CSV)",
+                    )
+                )
             for uuid in names:
                 if uuid in seen:
                     report.problems.append(

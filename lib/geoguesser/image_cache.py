@@ -29,14 +29,18 @@ except ImportError:  # Windows: no flock, and no multi-process fits either
 
 from .atomic import atomic_path, write_text
 from .datasets import VIEWS, view_paths
+from .images import open_image
 from .progress import progress as progress_of
 
 DECODER_VERSION = 1  # bump when decode_view changes, so old caches are rebuilt
 
 
 def decode_view(path: str | Path, size: int) -> np.ndarray:
-    """One view as a (size, size, 3) uint8 array: reduced-size JPEG decode, then bilinear resize."""
-    with Image.open(path) as image:
+    """One view as a (size, size, 3) uint8 array: reduced-size JPEG decode, then bilinear resize.
+
+    Only images.IMAGE_FORMATS open: any other file is an UnidentifiedImageError naming it.
+    """
+    with open_image(path) as image:
         image.draft("RGB", (size, size))  # lets libjpeg decode at 1/2, 1/4 or 1/8 scale
         image = image.convert("RGB")
         if image.size != (size, size):

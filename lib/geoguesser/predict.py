@@ -7,24 +7,39 @@ Locations come as dataset folders (four views each), or as a folder of single ph
 from __future__ import annotations
 
 import os
+import stat
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .atomic import write_csv
 from .config import TOP_CELLS
 from .data import LocationDataset
-from .datasets import validate
-from .errors import UserError
+from .datasets import MAX_IMAGE_PX, check_image, validate
+from .errors import UserError, is_utf8_name, printable
 from .fusion import concat_refusal
 from .geo import haversine_km
 from .image_cache import decode_view
+from .images import IMAGE_FORMATS
 from .model import GeoLocator, load_checkpoint
 from .progress import progress as progress_of
+
+# The competition's columns, and the confidence --with-confidence adds: what predict writes,
+# and so what it recognizes as its own when --out already exists.
+PREDICTION_COLUMNS = ("uuid", "latitude", "longitude")
+CONFIDENCE_COLUMN = "expected_error_km"
+PREDICTION_HEADERS = (
+    ",".join(PREDICTION_COLUMNS),
+    ",".join((*PREDICTION_COLUMNS, CONFIDENCE_COLUMN)),
+)
 
 
 def default_device() -> torch.device:
@@ -33,6 +48,39 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(name: str | None) -> torch.device:
+    """The device to predict on: the best available, or `name` if this machine has it.
+
+    Checked before anything loads, so that `--device cuda:7` on a one-GPU machine or a
+    misspelt name is one line, not a traceback after the checkpoint and the photos are read.
+    """
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1, mps)") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if device.type not in available:
+        raise UserError(f"--device {name!r}: predict runs on cpu, cuda, cuda:N or mps")
+    if not available[device.type]:
+        raise UserError(f"--device {name!r}: this machine has no {device.type} device")
+    count = torch.cuda.device_count() if device.type == "cuda" else 1
+    if device.index is not None and device.index >= count:
+        raise UserError(f"--device {name!r}: this machine has {count} {device.type} device(s)")
+    return device
+
+
+def check_batch_size(batch_size: int) -> int:
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    return batch_size
 
 
 def predict_table(
@@ -75,19 +123,68 @@ def predict_table(
     return out.rename(columns={"label": "pred_label", "prob": "pred_prob"})
 
 
-def check_output(out: str | Path, dataset_dirs: list[str | Path]) -> Path:
-    """Refuse an --out that cannot take the CSV, in one line, before any long work.
+def wrote_predictions(path: Path) -> bool:
+    """Whether the regular file `path` begins with a header predict writes (PREDICTION_HEADERS).
 
-    A folder, a path under a file or without write permission, and a path inside one of
-    the datasets (nothing writes into a dataset) are refused.
+    Only such a file is replaced without --overwrite: replacing it loses nothing of the user's.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(max(PREDICTION_HEADERS, key=len)) + 2)
+    except OSError:
+        return False
+    first, newline, _ = head.partition(b"\n")
+    return bool(newline) and first.rstrip(b"\r").decode("latin-1") in PREDICTION_HEADERS
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:  # b is not there (a checkpoint that is missing is refused when it loads)
+        return False
+
+
+def check_output(
+    out: str | Path,
+    dataset_dirs: Sequence[str | Path],
+    inputs: Sequence[str | Path] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Refuse an --out whose writing would destroy something, in one line, before any long work.
+
+    Refused always: a folder, a symbolic link, anything but a regular file (a FIFO, a
+    device), one of the `inputs` (the checkpoint), a path inside one of `dataset_dirs`
+    (nothing writes into a dataset or the folder of photos), a path under a file or without
+    write permission. An existing regular file is replaced only when predict wrote it (its
+    header is one of PREDICTION_HEADERS), or with `overwrite`. The CSV itself is written
+    atomically (atomic.write_csv): an interrupted run leaves `out` as it was.
     """
     out = Path(out)
-    if out.is_dir():
-        raise UserError(f"{out}: is a folder; give the path of the CSV file to write")
     for dataset_dir in dataset_dirs:
         if out.resolve().is_relative_to(Path(dataset_dir).resolve()):
             raise UserError(
                 f"{out}: is inside the dataset {dataset_dir}; nothing is written into a dataset"
+            )
+    try:
+        info = out.lstat()
+    except (FileNotFoundError, NotADirectoryError):  # a path under a file: refused below
+        info = None
+    except OSError as exc:
+        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+    if info is not None:
+        if stat.S_ISLNK(info.st_mode):
+            raise UserError(f"{out}: is a symbolic link; give the path of the CSV file itself")
+        if stat.S_ISDIR(info.st_mode):
+            raise UserError(f"{out}: is a folder; give the path of the CSV file to write")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{out}: not a regular file (a FIFO, device or socket); not replaced")
+        for source in map(Path, inputs):
+            if _same_file(out, source):
+                raise UserError(f"{out}: is the input {source}; an input is never overwritten")
+        if not overwrite and not wrote_predictions(out):
+            raise UserError(
+                f"{out}: exists and is not a predictions CSV (header {PREDICTION_HEADERS[0]});"
+                " give a new path, or --overwrite to replace it"
             )
     parent = out.parent.resolve()
     while not parent.exists():  # the folders atomic_path would create
@@ -99,16 +196,29 @@ def check_output(out: str | Path, dataset_dirs: list[str | Path]) -> Path:
     return out
 
 
-def check_inputs(dataset_dirs: list[str | Path], out: str | Path) -> pd.DataFrame:
+def check_inputs(
+    dataset_dirs: list[str | Path],
+    out: str | Path,
+    inputs: Sequence[str | Path] = (),
+    overwrite: bool = False,
+    max_px: int = MAX_IMAGE_PX,
+) -> pd.DataFrame:
     """The locations to predict, or a UserError naming every problem of the inputs and --out.
 
     Every view must be there and readable: a broken file is named now, not mid-inference.
     """
-    check_output(out, dataset_dirs)
-    report = validate(list(dataset_dirs))
+    check_output(out, dataset_dirs, inputs, overwrite)
+    report = validate(list(dataset_dirs), max_px=max_px)
     if not report.ok:
         raise UserError("\n".join(map(str, report.problems)))
     return report.locations
+
+
+def write_predictions(result: pd.DataFrame, out: str | Path) -> None:
+    try:
+        write_csv(result, out)
+    except OSError as exc:  # the file system changed its mind since check_output
+        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
 
 
 def predict_dirs(
@@ -119,35 +229,42 @@ def predict_dirs(
     device: str | None = None,
     progress: bool = True,
     with_confidence: bool = False,
+    overwrite: bool = False,
+    max_px: int = MAX_IMAGE_PX,
 ) -> pd.DataFrame:
     """Write the competition's CSV (uuid, latitude, longitude) for folders of locations.
 
     `with_confidence` adds `expected_error_km` (empty for a regression model, which has no
-    distribution to derive it from). The output path and the folders are checked first,
-    then the checkpoint is loaded.
+    distribution to derive it from). The options, the output path and the folders are
+    checked first, then the checkpoint is loaded.
     """
-    table = check_inputs(dataset_dirs, out)
+    check_batch_size(batch_size)
+    device = check_device(device)
+    table = check_inputs(dataset_dirs, out, [checkpoint], overwrite, max_px)
     model = load_checkpoint(checkpoint)
     predictions = predict_table(
         model, table, batch_size=batch_size, device=device, progress=progress
     )
+    uuid, latitude, longitude = PREDICTION_COLUMNS
     result = pd.DataFrame(
         {
-            "uuid": predictions.uuid,
-            "latitude": predictions.pred_lat,
-            "longitude": predictions.pred_lon,
+            uuid: predictions.uuid,
+            latitude: predictions.pred_lat,
+            longitude: predictions.pred_lon,
         }
     )
     if with_confidence:
-        result["expected_error_km"] = predictions.expected_error_km
-    try:
-        write_csv(result, out)
-    except OSError as exc:  # the file system changed its mind since check_output
-        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+        result[CONFIDENCE_COLUMN] = predictions.expected_error_km
+    write_predictions(result, out)
     return result
 
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# The usual file names of IMAGE_FORMATS (.jpg, .jpeg, .png, .webp, ...), from Pillow's registry.
+PHOTO_SUFFIXES = tuple(
+    ext
+    for fmt in IMAGE_FORMATS
+    for ext in sorted(e for e, f in Image.registered_extensions().items() if f == fmt)
+)
 
 
 class PhotoDataset(Dataset):
@@ -164,8 +281,43 @@ class PhotoDataset(Dataset):
         return {"images": view.permute(2, 0, 1)[None]}
 
 
-def photo_files(photos: str | Path) -> list[Path]:
-    """Every image file of `photos` (not recursive), checked readable; else one line each."""
+def photo_problems(paths: list[Path], max_px: int = MAX_IMAGE_PX) -> list[str]:
+    """One line for each photo that cannot be a row of the CSV, all found before inference.
+
+    A name that is not UTF-8 (its stem is the uuid the CSV holds), two files of one stem,
+    and an image that does not decode whole: not a JPEG, PNG or WEBP whatever its name,
+    over `max_px` a side or a decompression bomb, a truncated file, a header that promises
+    more pixels than the data holds. Each photo is decoded once here (datasets.check_image,
+    deep), on threads: PIL releases the GIL while decoding.
+    """
+    problems, seen = [], {}
+    for path in paths:
+        if not is_utf8_name(path.name):
+            problems.append(
+                f"{printable(path)}: file name is not valid UTF-8; rename it (its stem is the uuid)"
+            )
+        elif path.stem in seen:
+            problems.append(
+                f"{path}: same name as {seen[path.stem].name}; each uuid is a file stem"
+            )
+        seen.setdefault(path.stem, path)
+    check = partial(check_image, max_px=max_px, deep=True)
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    with pool, warnings.catch_warnings():  # sizes are judged against max_px here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        found = list(pool.map(check, paths))
+    problems += [
+        f"{printable(p)}: {problem}" for p, problem in zip(paths, found, strict=True) if problem
+    ]
+    return problems
+
+
+def photo_files(photos: str | Path, max_px: int = MAX_IMAGE_PX) -> list[Path]:
+    """Every image file of `photos` (not recursive), checked whole; else one line per problem.
+
+    One bad photo refuses the run (as a bad view refuses a dataset): the CSV has a row for
+    every file, or is not written.
+    """
     photos = Path(photos)
     if not photos.is_dir():
         raise UserError(f"{photos}: no such folder of photos")
@@ -174,18 +326,7 @@ def photo_files(photos: str | Path) -> list[Path]:
     )
     if not paths:
         raise UserError(f"{photos}: no image files ({', '.join(PHOTO_SUFFIXES)})")
-    problems, seen = [], {}
-    for path in paths:
-        if path.stem in seen:
-            problems.append(
-                f"{path}: same name as {seen[path.stem].name}; each uuid is a file stem"
-            )
-        seen.setdefault(path.stem, path)
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            problems.append(f"{path}: not a readable image")
+    problems = photo_problems(paths, max_px)
     if problems:
         raise UserError("\n".join(problems))
     return paths
@@ -198,30 +339,32 @@ def predict_photos(
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    max_px: int = MAX_IMAGE_PX,
 ) -> pd.DataFrame:
     """The competition's CSV for a folder of single photographs: each file (its stem as
     uuid) placed from its one view. A `concat` model cannot, and says so before any work."""
-    check_output(out, [photos])
-    paths = photo_files(photos)
+    check_batch_size(batch_size)
+    device = check_device(device)
+    check_output(out, [photos], [checkpoint], overwrite)
+    paths = photo_files(photos, max_px)
     model = load_checkpoint(checkpoint)
     if model.settings.fusion == "concat":
         raise UserError(f"{checkpoint}: {concat_refusal(1)}")
-    model = model.to(device or default_device()).eval()
+    model = model.to(device).eval()
     loader = DataLoader(PhotoDataset(paths, model.settings.image_size), batch_size=batch_size)
     lat, lon = [], []
     for batch in progress_of(loader, desc="predicting", enabled=progress):
         decoded = model.locate(batch["images"])
         lat.append(decoded["lat"])
         lon.append(decoded["lon"])
+    uuid, latitude, longitude = PREDICTION_COLUMNS
     result = pd.DataFrame(
         {
-            "uuid": [p.stem for p in paths],
-            "latitude": np.concatenate(lat),
-            "longitude": np.concatenate(lon),
+            uuid: [p.stem for p in paths],
+            latitude: np.concatenate(lat),
+            longitude: np.concatenate(lon),
         }
     )
-    try:
-        write_csv(result, out)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+    write_predictions(result, out)
     return result
