@@ -113,10 +113,12 @@ def parse_error(argv: list[str]) -> str | None:
     """argparse's own complaint about `argv`, or None when the parser accepts it."""
     stderr = io.StringIO()
     try:
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
             build_parser().parse_args(argv)
-    except SystemExit:
-        return stderr.getvalue().strip().splitlines()[-1]
+    except SystemExit as exit:
+        if exit.code == 0:  # --help: printed and accepted
+            return None
+        return (stderr.getvalue().strip().splitlines() or [f"exit {exit.code}"])[-1]
     return None
 
 
@@ -136,7 +138,7 @@ def problem_of(argv: list[str], data_dir: Path, weights: Path) -> str | None:
     """Why the CLI would refuse `argv` before doing anything, or None."""
     argv = [re.sub(r"\bDIR\b", str(data_dir), arg) for arg in argv]
     error = parse_error(argv)
-    if error is not None:
+    if error is not None or {"-h", "--help"} & set(argv):
         return error
     args = build_parser().parse_args(argv)
     if args.command != "run":
