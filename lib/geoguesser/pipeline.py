@@ -11,9 +11,12 @@ training, progress lines of long loops, and each step's timing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ from .runs import (
 )
 
 KERNEL_NAME = "geoguesser"
+DISPLAY_NAME = "Python (geoguesser)"
 # The kernel's own log goes to this terminal: a warning at every start that its loopback TCP
 # link is unencrypted (papermill's kernels listen on 127.0.0.1 only), and after Ctrl-C a ZMQ
 # traceback as the kernel is shut down. Neither tells a user anything; what a notebook
@@ -70,11 +74,46 @@ def notebooks_of(notebook_dir: str | Path | None) -> Path:
 
 
 def ensure_kernel() -> str:
-    """Register this interpreter as the Jupyter kernel `geoguesser` inside its own prefix."""
+    """Register this interpreter as the Jupyter kernel `geoguesser` inside its own prefix.
+
+    Many runs start at once on one environment (array tasks, tuning workers, two users), so
+    the spec is never removed or half-written where Jupyter looks for it: ipykernel writes
+    it into a private staging folder beside the target; the staged folder is renamed into
+    place when there is none yet, an existing spec that is the same is left alone, and one
+    that differs gets the staged files renamed over its own, one by one. Losing a race to
+    another run is harmless: what it put there is the same spec.
+    """
     from ipykernel.kernelspec import install
 
-    install(kernel_name=KERNEL_NAME, display_name="Python (geoguesser)", prefix=sys.prefix)
+    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{KERNEL_NAME}-", dir=target.parent))
+    try:
+        staged = Path(
+            install(kernel_name=KERNEL_NAME, display_name=DISPLAY_NAME, prefix=str(staging))
+        )
+        if _same_spec(target, staged):
+            return KERNEL_NAME
+        try:
+            staged.rename(target)  # a folder renames only onto nothing (or an empty folder)
+        except OSError:  # another run's spec is there: replace its files, each atomically
+            if not _same_spec(target, staged):
+                for file in staged.iterdir():
+                    file.replace(target / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return KERNEL_NAME
+
+
+def _same_spec(target: Path, staged: Path) -> bool:
+    """Whether `target` holds the spec staged at `staged`: its kernel.json and every file."""
+    try:
+        same = json.loads((target / "kernel.json").read_text()) == json.loads(
+            (staged / "kernel.json").read_text()
+        )
+    except (OSError, ValueError):
+        return False
+    return same and all((target / file.name).is_file() for file in staged.iterdir())
 
 
 @contextlib.contextmanager
