@@ -174,19 +174,25 @@ def run(
     `settings` have passed their checks; the run folder is only touched after that, and
     after the notebooks to run were found.
     """
-    import papermill
-
     notebooks = notebooks_of(notebook_dir)
     run_dir = run_folder(runs_root, settings.name)
     first = step_index(start_from)
     last = len(STEPS) - 1 if stop_after is None else step_index(stop_after, "--to")
     if last < first:
         raise UserError(f"--to {stop_after}: comes before the first step to run, {STEPS[first]}")
-    prepare(run_dir, first, overwrite)
     steps = STEPS[first : last + 1]
-    record_invocation(
-        run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
-    )
+    with prepare(run_dir, first, overwrite):  # held by this run alone until it ends
+        record_invocation(
+            run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
+        )
+        _execute(run_dir, notebooks, steps, first, stream)
+    return run_dir
+
+
+def _execute(run_dir: Path, notebooks: Path, steps: list[str], first: int, stream: bool) -> None:
+    """Run `steps` (the first is number `first`) of `notebooks` into `run_dir`, in order."""
+    import papermill
+
     kernel = ensure_kernel()
     parameters = {"run_dir": str(run_dir), "config": str(run_dir / CONFIG_NAME), "overrides": []}
     out = sys.stdout if stream else None
@@ -227,4 +233,3 @@ def run(
         mark_completed(run_dir, done)
         if stream:
             print(f"[{number}/{len(STEPS)}] {step} done in {time.perf_counter() - started:.1f} s")
-    return run_dir
