@@ -11,6 +11,7 @@ training, progress lines of long loops, and each step's timing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -37,8 +38,8 @@ from .runs import (
 
 KERNEL_NAME = "geoguesser"
 DISPLAY_NAME = "Python (geoguesser)"
-# The kernel's own log goes to this terminal: a warning at every start that its loopback TCP
-# link is unencrypted (papermill's kernels listen on 127.0.0.1 only), and after Ctrl-C a ZMQ
+# The kernel's own log goes to this terminal: a warning at every start that its local link
+# is unencrypted (papermill's kernels listen on this machine only), and after Ctrl-C a ZMQ
 # traceback as the kernel is shut down. Neither tells a user anything; what a notebook
 # prints, warnings and errors included, still comes through papermill.
 QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
@@ -114,6 +115,45 @@ def _same_spec(target: Path, staged: Path) -> bool:
     except (OSError, ValueError):
         return False
     return same and all((target / file.name).is_file() for file in staged.iterdir())
+
+
+def _kernel_manager() -> dict:
+    """papermill's keyword for the kernel manager of a step (see `_private_sockets`)."""
+    manager = _private_sockets()
+    return {} if manager is None else {"kernel_manager_class": manager}
+
+
+@functools.cache
+def _private_sockets() -> type | None:
+    """A kernel manager whose kernel talks over Unix sockets in a folder of its own.
+
+    Jupyter's default picks free TCP ports, releases them, and the kernel binds them a
+    moment later: a kernel of another run started at the same moment can take one in
+    between and die at start. Sockets in a private temporary folder have no shared
+    namespace to collide in (and no port is opened). Windows has no such sockets: None,
+    the default manager.
+    """
+    if sys.platform == "win32":
+        return None
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class PrivateSocketsKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # the sockets are this path followed by -1 .. -5
+            self._socket_dir = tempfile.mkdtemp(prefix="geoguesser-kernel-")
+            return os.path.join(self._socket_dir, "kernel")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            if getattr(self, "_socket_dir", None):
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    return PrivateSocketsKernelManager
 
 
 @contextlib.contextmanager
@@ -213,6 +253,7 @@ def _execute(run_dir: Path, notebooks: Path, steps: list[str], first: int, strea
                     progress_bar=False,
                     stdout_file=out,
                     extra_arguments=QUIET_KERNEL,
+                    **_kernel_manager(),
                 )
         except KeyboardInterrupt:
             raise Interrupted(step) from None
