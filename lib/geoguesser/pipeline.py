@@ -43,6 +43,9 @@ DISPLAY_NAME = "Python (geoguesser)"
 # traceback as the kernel is shut down. Neither tells a user anything; what a notebook
 # prints, warnings and errors included, still comes through papermill.
 QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
+# A step's input history is of no use, and IPython's history database is one file in the
+# user's home that every kernel of every run at once would write.
+NO_HISTORY = ["--HistoryManager.enabled=False"]
 
 
 class StepFailed(Exception):
@@ -252,7 +255,7 @@ def _execute(run_dir: Path, notebooks: Path, steps: list[str], first: int, strea
                     cwd=str(notebooks),
                     progress_bar=False,
                     stdout_file=out,
-                    extra_arguments=QUIET_KERNEL,
+                    extra_arguments=[*QUIET_KERNEL, *NO_HISTORY],
                     **_kernel_manager(),
                 )
         except KeyboardInterrupt:
