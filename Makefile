@@ -50,7 +50,7 @@ format: $(STAMP)
 # environment registered as the kernel `geoguesser`; ipywidgets draws the progress bars.
 # Extra options go in LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8890".
 lab: $(STAMP)
-	$(BIN)/python -m ipykernel install --sys-prefix --name geoguesser --display-name "Python (geoguesser)"
+	$(BIN)/python -c "from geoguesser.pipeline import ensure_kernel; ensure_kernel()"
 	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
 # Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -285,3 +286,37 @@ def shipped_run(tiny_data, few_locations, checkout):
     for run_dir, _, _ in runs.values():
         for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
             checkpoint.unlink()
+
+
+# --- one small sweep, run alone: what concurrent and SLURM runs of it must reproduce ------
+
+PAIR_SWEEP = ["--sweep", "grid.cell_km=80,120"]
+
+
+def pair_arguments(dataset_dir: Path, cache_dir: Path, runs: Path) -> list[str]:
+    """`geoguesser run --config configs/demo.yaml` arguments of the two-member sweep `pair`
+    (one epoch each), without the config, which the SLURM scripts take first."""
+    overrides = [*tiny_overrides(dataset_dir, cache_dir, max_epochs=1, freeze_epochs=0)]
+    overrides += ["name=pair", "train.accelerator=cpu", "maps.worst=1"]
+    return ["--runs", str(runs), *set_args(overrides), *PAIR_SWEEP]
+
+
+@pytest.fixture(scope="session")
+def pair_alone(tiny_data, tmp_path_factory) -> dict[str, dict]:
+    """Each member's metrics.json, the members run one after another in one process."""
+    data, _ = tiny_data
+    root = tmp_path_factory.mktemp("pair-alone")
+    arguments = pair_arguments(data, root / "cache", root / "runs")
+    result = geoguesser("run", "--config", "configs/demo.yaml", *arguments, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = pair_metrics(root / "runs" / "pair")
+    assert len(metrics) == 2
+    return metrics
+
+
+def pair_metrics(sweep_dir: Path) -> dict[str, dict]:
+    return {
+        run.name: json.loads((run / "metrics.json").read_text())
+        for run in sorted(sweep_dir.iterdir())
+        if (run / "metrics.json").is_file()
+    }

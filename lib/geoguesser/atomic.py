@@ -12,6 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -43,3 +48,24 @@ def write_csv(frame, path: str | Path, **kwargs) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return Path(path)
+
+
+@contextmanager
+def locked(path: str | Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive lock on the file `path` (created, never removed: removing it would race).
+
+    Processes sharing a cache, a run or a sweep take turns with it. It is an flock, so it
+    ends with the process that holds it, killed or not. With `wait=False`, BlockingIOError
+    at once when another process holds it. On Windows (no flock) it is a no-op.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

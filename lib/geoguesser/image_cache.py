@@ -12,7 +12,6 @@ first builds, the others then find it complete.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,12 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, and no multi-process fits either
-    fcntl = None
-
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, locked, write_text
 from .datasets import VIEWS, view_paths
 from .images import open_image
 from .progress import progress as progress_of
@@ -107,7 +101,7 @@ class ImageCache:
             "n_locations": len(uuids),
             "fingerprint": fingerprint(dataset_dir, uuids),
         }
-        with _locked(stem.with_suffix(".lock")):
+        with locked(stem.with_suffix(".lock")):
             if meta_path.exists() and array_path.exists():
                 stored = json.loads(meta_path.read_text())
                 if {k: stored.get(k) for k in meta} == meta and stored.get("uuids") == uuids:
@@ -116,21 +110,6 @@ class ImageCache:
             _build(array_path, dataset_dir, uuids, size, workers, progress)
             write_text(meta_path, json.dumps({**meta, "uuids": uuids}))
             return cls(np.load(array_path, mmap_mode="r"), uuids)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on `path` (created, never removed: removing it would race)."""
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build(

@@ -11,10 +11,14 @@ training, progress lines of long loops, and each step's timing.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,11 +39,15 @@ from .runs import (
 )
 
 KERNEL_NAME = "geoguesser"
-# The kernel's own log goes to this terminal: a warning at every start that its loopback TCP
-# link is unencrypted (papermill's kernels listen on 127.0.0.1 only), and after Ctrl-C a ZMQ
+DISPLAY_NAME = "Python (geoguesser)"
+# The kernel's own log goes to this terminal: a warning at every start that its local link
+# is unencrypted (papermill's kernels listen on this machine only), and after Ctrl-C a ZMQ
 # traceback as the kernel is shut down. Neither tells a user anything; what a notebook
 # prints, warnings and errors included, still comes through papermill.
 QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
+# A step's input history is of no use, and IPython's history database is one file in the
+# user's home that every kernel of every run at once would write.
+NO_HISTORY = ["--HistoryManager.enabled=False"]
 
 
 class StepFailed(Exception):
@@ -75,11 +83,85 @@ def notebooks_of(notebook_dir: str | Path | None) -> Path:
 
 
 def ensure_kernel() -> str:
-    """Register this interpreter as the Jupyter kernel `geoguesser` inside its own prefix."""
+    """Register this interpreter as the Jupyter kernel `geoguesser` inside its own prefix.
+
+    Many runs start at once on one environment (array tasks, tuning workers, two users), so
+    the spec is never removed or half-written where Jupyter looks for it: ipykernel writes
+    it into a private staging folder beside the target; the staged folder is renamed into
+    place when there is none yet, an existing spec that is the same is left alone, and one
+    that differs gets the staged files renamed over its own, one by one. Losing a race to
+    another run is harmless: what it put there is the same spec.
+    """
     from ipykernel.kernelspec import install
 
-    install(kernel_name=KERNEL_NAME, display_name="Python (geoguesser)", prefix=sys.prefix)
+    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{KERNEL_NAME}-", dir=target.parent))
+    try:
+        staged = Path(
+            install(kernel_name=KERNEL_NAME, display_name=DISPLAY_NAME, prefix=str(staging))
+        )
+        if _same_spec(target, staged):
+            return KERNEL_NAME
+        try:
+            staged.rename(target)  # a folder renames only onto nothing (or an empty folder)
+        except OSError:  # another run's spec is there: replace its files, each atomically
+            if not _same_spec(target, staged):
+                for file in staged.iterdir():
+                    file.replace(target / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return KERNEL_NAME
+
+
+def _same_spec(target: Path, staged: Path) -> bool:
+    """Whether `target` holds the spec staged at `staged`: its kernel.json and every file."""
+    try:
+        same = json.loads((target / "kernel.json").read_text()) == json.loads(
+            (staged / "kernel.json").read_text()
+        )
+    except (OSError, ValueError):
+        return False
+    return same and all((target / file.name).is_file() for file in staged.iterdir())
+
+
+def _kernel_manager() -> dict:
+    """papermill's keyword for the kernel manager of a step (see `_private_sockets`)."""
+    manager = _private_sockets()
+    return {} if manager is None else {"kernel_manager_class": manager}
+
+
+@functools.cache
+def _private_sockets() -> type | None:
+    """A kernel manager whose kernel talks over Unix sockets in a folder of its own.
+
+    Jupyter's default picks free TCP ports, releases them, and the kernel binds them a
+    moment later: a kernel of another run started at the same moment can take one in
+    between and die at start. Sockets in a private temporary folder have no shared
+    namespace to collide in (and no port is opened). Windows has no such sockets: None,
+    the default manager.
+    """
+    if sys.platform == "win32":
+        return None
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class PrivateSocketsKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # the sockets are this path followed by -1 .. -5
+            self._socket_dir = tempfile.mkdtemp(prefix="geoguesser-kernel-")
+            return os.path.join(self._socket_dir, "kernel")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            if getattr(self, "_socket_dir", None):
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    return PrivateSocketsKernelManager
 
 
 @contextlib.contextmanager
@@ -163,28 +245,28 @@ def run(
     `settings` have passed their checks; the run folder is only touched after that, and
     after the notebooks to run were found.
     """
-    import papermill
-
     notebooks = notebooks_of(notebook_dir)
     run_dir = run_folder(runs_root, settings.name)
     first = step_index(start_from)
     last = len(STEPS) - 1 if stop_after is None else step_index(stop_after, "--to")
     if last < first:
         raise UserError(f"--to {stop_after}: comes before the first step to run, {STEPS[first]}")
-    prepare(run_dir, first, overwrite)
     steps = STEPS[first : last + 1]
-    record_invocation(
-        run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
-    )
-    try:
-        _run_steps(papermill, notebooks, run_dir, steps, first, stream)
-    except KeyboardInterrupt:  # between steps, or before the first: the run goes on from there
-        raise Interrupted(first_unfinished(run_dir) or steps[-1]) from None
+    with prepare(run_dir, first, overwrite):  # held by this run alone until it ends
+        record_invocation(
+            run_dir, settings, steps, config_file, list(overrides), find_checkout(notebooks)
+        )
+        try:
+            _run_steps(notebooks, run_dir, steps, first, stream)
+        except KeyboardInterrupt:  # between steps, or before the first: it goes on from there
+            raise Interrupted(first_unfinished(run_dir) or steps[-1]) from None
     return run_dir
 
 
-def _run_steps(papermill, notebooks: Path, run_dir: Path, steps, first: int, stream: bool):
+def _run_steps(notebooks: Path, run_dir: Path, steps: list[str], first: int, stream: bool):
     """Execute `steps` in order, marking each one done in the run folder as it ends."""
+    import papermill
+
     kernel = ensure_kernel()
     parameters = {"run_dir": str(run_dir), "config": str(run_dir / CONFIG_NAME), "overrides": []}
     out = sys.stdout if stream else None
@@ -204,7 +286,8 @@ def _run_steps(papermill, notebooks: Path, run_dir: Path, steps, first: int, str
                     cwd=str(notebooks),
                     progress_bar=False,
                     stdout_file=out,
-                    extra_arguments=QUIET_KERNEL,
+                    extra_arguments=[*QUIET_KERNEL, *NO_HISTORY],
+                    **_kernel_manager(),
                 )
             except KeyboardInterrupt:
                 raise Interrupted(step) from None

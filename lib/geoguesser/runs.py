@@ -10,22 +10,26 @@ settings of the latest invocation at its top level and a `history` of every invo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
 from . import __version__
-from .atomic import write_text
+from .atomic import locked, write_text
 from .config import Settings, check_run_name, load_settings
 from .errors import UserError
 
 STEPS = ["01-eda", "02-grid", "03-crs-enrichment", "04-training", "05-error-maps"]
 MARKER = ".geoguesser-run"
+LOCK_NAME = ".geoguesser-lock"  # created beside the marker, never removed (that would race)
+IN_USE = "another geoguesser run is using this folder; wait for it to end, or choose another name"
 CONFIG_NAME = "config.yaml"
 FINISHED_NAME = "metrics.json"
 
@@ -116,36 +120,57 @@ def step_index(start_from: str | None, option: str = "--from") -> int:
     return matches[0]
 
 
-def prepare(run_dir: Path, first: int, overwrite: bool) -> None:
-    """Create, replace or reopen the run folder; call only once the settings passed their checks.
+@contextlib.contextmanager
+def prepare(run_dir: Path, first: int, overwrite: bool) -> Iterator[None]:
+    """Create, replace or reopen the run folder, held for this run alone until the block ends.
 
-    Starting at step 1 needs a new folder, or `overwrite` and a folder this program made;
-    starting later needs an existing run. Either way the run is unfinished from here on.
+    Call only once the settings passed their checks. Starting at step 1 needs a new folder,
+    or `overwrite` and a folder this program made; starting later needs an existing run.
+    Either way the run is unfinished from here on. Two runs of one folder at once (the same
+    command in two terminals, an array job resubmitted while its tasks still run) would
+    write into each other's steps: the second stops in one line before it touches anything.
     """
-    if first == 0 and run_dir.exists():
-        if not overwrite:
-            hint = first_unfinished(run_dir) if is_run(run_dir) else None
-            if hint == STEPS[0]:  # --from 01 is this very refusal
-                hint = None
-            more = f", or continue it with --from {hint[:2]}" if hint else ""
-            raise UserError(f"{run_dir}: exists; pass --overwrite to replace it{more}")
-        if not is_run(run_dir):
-            raise UserError(
-                f"{run_dir}: not a geoguesser run folder (no {MARKER}); refusing to replace it"
-            )
-        shutil.rmtree(run_dir)
-    if first > 0:
-        if not is_run(run_dir):
-            raise UserError(f"{run_dir}: no run to continue from step {STEPS[first]}")
-        missing = [step for step in STEPS[:first] if step not in completed_steps(run_dir)]
-        if missing:
-            raise UserError(
-                f"{run_dir}: step {missing[0]} has not completed; continue with --from "
-                f"{missing[0][:2]}"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    mark_completed(run_dir, STEPS[:first])
-    (run_dir / FINISHED_NAME).unlink(missing_ok=True)
+    with contextlib.ExitStack() as held:
+        if is_run(run_dir):
+            _hold(held, run_dir)
+        if first == 0 and run_dir.exists():
+            if not overwrite:
+                hint = first_unfinished(run_dir) if is_run(run_dir) else None
+                if hint == STEPS[0]:  # --from 01 is this very refusal
+                    hint = None
+                more = f", or continue it with --from {hint[:2]}" if hint else ""
+                raise UserError(f"{run_dir}: exists; pass --overwrite to replace it{more}")
+            if not is_run(run_dir):
+                raise UserError(
+                    f"{run_dir}: not a geoguesser run folder (no {MARKER}); refusing to replace it"
+                )
+            shutil.rmtree(run_dir)
+        if first > 0:
+            if not is_run(run_dir):
+                raise UserError(f"{run_dir}: no run to continue from step {STEPS[first]}")
+            missing = [step for step in STEPS[:first] if step not in completed_steps(run_dir)]
+            if missing:
+                raise UserError(
+                    f"{run_dir}: step {missing[0]} has not completed; continue with --from "
+                    f"{missing[0][:2]}"
+                )
+        else:
+            try:  # only one of several runs started together on one name makes the folder
+                run_dir.mkdir(parents=True)
+            except FileExistsError:
+                raise UserError(f"{run_dir}: {IN_USE}") from None
+            _hold(held, run_dir)
+        mark_completed(run_dir, STEPS[:first])
+        (run_dir / FINISHED_NAME).unlink(missing_ok=True)
+        yield
+
+
+def _hold(held: contextlib.ExitStack, run_dir: Path) -> None:
+    """Take the run's lock into `held`, or stop in one line when another process holds it."""
+    try:
+        held.enter_context(locked(run_dir / LOCK_NAME, wait=False))
+    except BlockingIOError:
+        raise UserError(f"{run_dir}: {IN_USE}") from None
 
 
 def recorded_settings(run_dir: Path) -> dict | None:

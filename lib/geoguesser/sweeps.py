@@ -6,6 +6,8 @@
 Every member's settings are checked before the first one starts. Running the same command
 again skips finished members and continues an interrupted one; a failing member does not
 stop the others; `--sweep-index I` runs member I alone (one cluster array task each).
+After each member, `summary.txt` in the sweep folder lists every member as its folder
+says, so array tasks that finish in any order leave one complete table.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import locked, write_text
 from .config import Settings, load_settings
 from .errors import UserError
 from .pipeline import StepFailed, run
 from .runs import FINISHED_NAME, first_unfinished, is_finished, is_run, recorded_settings
 
 SWEEP_MARKER = ".geoguesser-sweep"
+SUMMARY_NAME = "summary.txt"
 MAX_NAME = 200
 
 
@@ -39,7 +43,7 @@ class Member:
 @dataclass
 class Outcome:
     member: Member
-    status: str  # finished, skipped (finished before), failed
+    status: str  # finished, skipped (finished before), failed; on disk: unfinished, pending
     detail: str = ""
     metrics: dict | None = None
 
@@ -166,8 +170,8 @@ def run_sweep(
     index: int | None = None,
     **run_options,
 ) -> list[Outcome]:
-    name, members = plan(config_file, overrides, sweeps)
-    members = select(members, index)
+    name, planned = plan(config_file, overrides, sweeps)
+    members = select(planned, index)
     sweep_dir = Path(runs_root).absolute() / name
     if is_run(sweep_dir):
         raise UserError(f"{sweep_dir}: is a single run, not a sweep; choose another name")
@@ -179,7 +183,31 @@ def run_sweep(
         outcomes.append(
             run_member(member, sweep_dir, overwrite, config_file=config_file, **run_options)
         )
+        write_summary(sweep_dir, planned, outcomes)
     return outcomes
+
+
+def write_summary(sweep_dir: Path, members: list[Member], outcomes: list[Outcome]) -> Path:
+    """`SUMMARY_NAME`: every member of the sweep as its folder says now, one row each.
+
+    Array tasks finish in any order, each knowing only its own member, so the table is
+    made from the run folders, under the sweep's lock: whoever writes last has seen every
+    member finished before it. A member that failed here says why; one run elsewhere that
+    has not finished is `unfinished` (running, failed or stopped), one not begun `pending`.
+    """
+    failed = {o.member.index: o for o in outcomes if o.status == "failed"}
+    with locked(sweep_dir / SWEEP_MARKER):
+        rows = [failed.get(member.index) or _on_disk(member, sweep_dir) for member in members]
+        return write_text(sweep_dir / SUMMARY_NAME, table(rows) + "\n")
+
+
+def _on_disk(member: Member, sweep_dir: Path) -> Outcome:
+    run_dir = sweep_dir / member.name
+    if is_finished(run_dir):
+        return Outcome(member, "finished", "", _metrics(run_dir))
+    if is_run(run_dir):
+        return Outcome(member, "unfinished", f"next step {first_unfinished(run_dir)}")
+    return Outcome(member, "pending")
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -192,5 +220,5 @@ def table(outcomes: list[Outcome]) -> str:
             val = f"{o.metrics.get('val', {}).get('mean_km', float('nan')):.1f}"
             test = f"{o.metrics.get('test', {}).get('mean_km', float('nan')):.1f}"
         row = f"{o.member.index:>3}  {o.member.name:<{width}}  {o.status:<8}  {val:>8}  {test:>8}"
-        lines.append(row + (f"  {o.detail}" if o.status == "failed" else ""))
+        lines.append(row + (f"  {o.detail}" if o.status in ("failed", "unfinished") else ""))
     return "\n".join(lines)
