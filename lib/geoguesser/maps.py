@@ -258,7 +258,7 @@ _ERROR_LAYER_JS = """
       + ((window.geoguesserSheets || {})[r[5][0]] || r[5][0]) + ') 0 '
       + (-r[5][1] * viewPx) + 'px/' + (4 * viewPx) + 'px auto"></div>'
       + '<small>N &middot; E &middot; S &middot; W</small>';
-    else if (r[5] === 0) p += '<br><small>views: only the worst locations\' travel in this'
+    else if (r[5] === 0) p += '<br><small>views: only those of the worst locations travel in this'
       + ' copy; errors.html opened from disk has them all</small>';
     return p;
   }
