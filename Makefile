@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DATA := data/synthetic
 
-.PHONY: demo test bench lint format lab nbdime venv clean-venv sample-weights
+.PHONY: demo test bench lint format lab nbdime nbstripout print-nbstripout venv clean-venv sample-weights
 
 venv: $(STAMP)
 
@@ -46,12 +46,24 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# JupyterLab at the repository root (notebooks/, runs/ and configs/ all reachable), with this
-# environment registered as the kernel `geoguesser`; ipywidgets draws the progress bars.
-# Extra options go in LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8890".
-lab: $(STAMP)
-	$(BIN)/python -c "from geoguesser.pipeline import ensure_kernel; ensure_kernel()"
-	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ARGS)
+# JupyterLab on the run RUN's own copies of the notebooks (runs/$(RUN)/0*.ipynb, made from
+# notebooks/ when missing; a new run starts from CONFIG), never on the tracked notebooks,
+# with this environment as the kernel `geoguesser`; ipywidgets draws the progress bars.
+# Extra options go in LAB_ARGS, e.g. make lab RUN=lab LAB_ARGS="--no-browser --port 8890".
+RUN ?= dev
+CONFIG ?= configs/demo.yaml
+lab: $(STAMP) nbstripout
+	$(BIN)/geoguesser open $(RUN) $(if $(wildcard runs/$(RUN)),,--config $(CONFIG)) -- $(LAB_ARGS)
+
+# The safety net under `geoguesser open`: a git filter (.gitattributes routes *.ipynb to it)
+# that commits notebooks without outputs whatever Lab saved; a clean notebook passes as is.
+NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id
+nbstripout: $(STAMP)
+	git config filter.nbstripout.clean '$(NBSTRIPOUT)'
+	git config filter.nbstripout.smudge cat
+
+print-nbstripout:
+	@echo '$(NBSTRIPOUT)'
 
 # Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).
 nbdime: $(STAMP)

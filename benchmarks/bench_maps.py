@@ -144,6 +144,16 @@ def build(frame, border, out: Path, views) -> tuple[float, float, float]:
     return seconds, out.stat().st_size / 1e6, folder_size(out.parent / "views") / 1e6
 
 
+def inline(out: Path) -> tuple[float, float, int]:
+    """What step 05 shows in JupyterLab (views inside, issue 22): seconds to make, MB, and
+    how many locations' views it carries."""
+    started = time.perf_counter()
+    shown = maps.notebook_view(out)
+    seconds = time.perf_counter() - started
+    carried = shown.data.count("data:image/jpeg;base64,")  # one per sheet
+    return seconds, len(shown.data.encode()) / 1e6, carried * maps.VIEWS_PER_SHEET
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 10000])
@@ -179,6 +189,11 @@ def main() -> None:
                 out = root / f"run{n}" / "maps" / "errors.html"
                 seconds, html_mb, views_mb = build(frame, border, out, views)
                 print(f"{n:>9,}  {name:<22} {html_mb:>7.2f} {views_mb:>8.2f} {seconds:>7.2f}")
+                inline_s, inline_mb, carried = inline(out)
+                print(
+                    f"{'':>9}  inline in JupyterLab: {inline_mb:.2f} MB in {inline_s:.2f} s,"
+                    f" views of the worst {min(carried, n):,} of {n:,} locations inside"
+                )
             if args.chromium:
                 if args.shots:
                     args.shots.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,13 @@ def test_the_error_map_is_shown_inline(finished_run):
     cells = nbformat.read(run_dir / "05-error-maps.ipynb", as_version=4).cells
     html = [o["data"]["text/html"] for c in cells if c.cell_type == "code" for o in c.outputs
             if "text/html" in o.get("data", {})]  # fmt: skip
-    assert any("<iframe" in h and "maps/errors.html" in h for h in html)
+    # the page travels inside the output, views and all: nothing to fetch from Jupyter
+    shown = [h for h in html if "<iframe srcdoc=" in h and 'title="errors.html"' in h]
+    assert len(shown) == 1
+    assert (
+        "window.geoguesserSheets = {&quot;views/sheet-0000.jpg&quot;:&quot;data:image/jpeg"
+        in (shown[0])
+    )
 
 
 def test_the_terminal_shows_steps_epochs_and_the_result_without_kernel_noise(finished_run):
@@ -369,12 +375,14 @@ def test_pipeline_on_the_real_sample(tmp_path, checkout):
 def test_an_interactive_notebook_works_from_its_checkout_root(checkout, tiny_data, monkeypatch):
     # JupyterLab starts the kernel in the notebook's folder; the parameters cell is edited.
     monkeypatch.chdir(checkout / "notebooks")
-    overrides = [f"data.dataset_dirs=[{tiny_data[0]}]", "grid.cell_km=30"]
-    settings, run_dir = open_step("02-grid", "runs/dev", "configs/demo.yaml", overrides)
+    data = [f"data.dataset_dirs=[{tiny_data[0]}]"]
+    settings, run_dir = open_step("01-eda", "runs/dev", "configs/demo.yaml", data)
     assert Path.cwd() == checkout and run_dir == checkout / "runs" / "dev"
-    assert settings.grid.cell_km == 30 and settings.train.backbone == "tinycnn"
-    settings, _ = open_step("02-grid", "runs/dev", "configs/demo.yaml", overrides[:1])
-    assert settings.grid.cell_km == 50  # the edit undone, the default back
+    assert settings.train.backbone == "tinycnn"
+    settings, _ = open_step("02-grid", "runs/dev", "configs/demo.yaml", ["grid.cell_km=30"])
+    assert settings.grid.cell_km == 30 and settings.data.dataset_dirs == [tiny_data[0]]
+    settings, _ = open_step("02-grid", "runs/dev", "configs/demo.yaml", [])
+    assert settings.grid.cell_km == 30  # the run's setting now; undo it with grid.cell_km=50
     history = yaml.safe_load((run_dir / "config.yaml").read_text())["history"]
-    assert [entry["overrides"] for entry in history] == [overrides, overrides[:1]]
+    assert [entry["overrides"] for entry in history] == [data, ["grid.cell_km=30"], []]
     assert (run_dir / MARKER).is_file()

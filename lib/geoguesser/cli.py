@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     for name, hint in [
         ("executed notebooks", f"{run_dir}/0*.ipynb"),
         ("error map", f"{run_dir}/maps/errors.html"),
-        ("notebooks", "make lab"),
+        ("in JupyterLab", f"geoguesser open {run_dir.name} --runs {run_dir.parent}"),
         ("training curves", f"tensorboard --logdir {run_dir}/tb"),
     ]:
         print(f"  {name:<18} {hint}")
@@ -162,6 +162,32 @@ def _dry_run(args: argparse.Namespace) -> int:
     from .dryrun import dry_run
 
     return dry_run(run_members(args), args.runs, args.config)
+
+
+def _open(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .lab import open_run, start
+    from .pipeline import notebooks_of
+    from .runs import find_checkout, prepare, record_invocation, run_folder
+
+    notebooks = notebooks_of(args.notebooks)
+    run_dir = run_folder(args.runs, args.name)
+    if args.config is not None and not run_dir.exists():
+        settings = load_settings(args.config, args.set)
+        if settings.name != args.name:
+            settings = settings.model_copy(update={"name": args.name})
+        with prepare(run_dir, 0, overwrite=False):
+            record_invocation(
+                run_dir, settings, [], args.config, args.set, find_checkout(notebooks)
+            )
+    elif args.set:
+        raise UserError(f"--set: {run_dir} exists; change its settings in a notebook's overrides")
+    command, made = open_run(run_dir, args.step, notebooks, args.lab_args)
+    made_text = f" (copied {len(made)} from {notebooks})" if made else ""
+    print(f"JupyterLab on the run's own notebooks: {run_dir}/0*.ipynb{made_text}", flush=True)
+    print("the tracked notebooks stay as committed; outputs and edits stay in the run", flush=True)
+    start(command)
+    return 0  # not reached: this process is JupyterLab now
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -470,6 +496,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(run=_run)
 
+    lab = commands.add_parser(
+        "open",
+        help="JupyterLab on a run's own copies of the notebooks (never the tracked ones)",
+        epilog="options after -- go to jupyter lab, e.g. geoguesser open dev 02 -- --no-browser",
+    )
+    lab.add_argument("name", metavar="RUN", help="run name under --runs (e.g. dev)")
+    lab.add_argument(
+        "step", nargs="?", metavar="STEP", help="the step to open, e.g. 02 (default 01)"
+    )
+    lab.add_argument(
+        "--config", type=Path, help="start the run from this config when it does not exist yet"
+    )
+    lab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    lab.add_argument("--runs", type=Path, default=Path("runs"), help="the runs root (default runs)")
+    lab.add_argument("--notebooks", type=Path, metavar="DIR", help="the notebooks to copy")
+    lab.set_defaults(run=_open, lab_args=[])
+
     fit = commands.add_parser(
         "train", help="step 04 alone: fit, test and predict a run (what torchrun and srun start)"
     )
@@ -542,7 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    lab_args = []  # `geoguesser open RUN -- OPTIONS`: the options are jupyter lab's
+    if "--" in argv and "open" in argv[: argv.index("--")]:
+        argv, lab_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args = build_parser().parse_args(argv)
+    if args.command == "open":
+        args.lab_args = lab_args
     try:
         return args.run(args)
     except UserError as error:

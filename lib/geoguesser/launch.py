@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import UserError
-from .progress import HEADLESS_ENV
+from .progress import HEADLESS_ENV, LineRelay, headless
 
 PARENT_ENV = "GEOGUESSER_FIT_PARENT"  # set for the child: it must not outlive its parent
 LOG_NAME = "train.log"
@@ -107,11 +107,19 @@ def last_words(log: Path, start: int, code: int) -> str:
     return f"{last} (the whole error is in {log})"
 
 
-def launch_fit(settings: Settings, run_dir: str | Path, say: Callable[[str], None] = print) -> None:
+def launch_fit(
+    settings: Settings, run_dir: str | Path, say: Callable[[str], None] | None = None
+) -> None:
     """Run `geoguesser train --run-dir R` and stream its lines to `say`; FitFailed if it fails.
 
     The run's `config.yaml` holds the settings the child reads (the notebook recorded them).
+    By default its lines are printed; in JupyterLab (not headless) each loop's progress
+    lines become one live bar instead (`progress.LineRelay`), the epoch lines stay lines.
     """
+    relay = None
+    if say is None:
+        relay = None if headless() else LineRelay()
+        say = relay or print
     run_dir = Path(run_dir).absolute()
     command = fit_command(settings, run_dir)
     log = run_dir / LOG_NAME
@@ -135,5 +143,8 @@ def launch_fit(settings: Settings, run_dir: str | Path, say: Callable[[str], Non
         except BaseException:  # KeyboardInterrupt (Ctrl-C, kernel interrupt) or any other
             stop(process, graceful=command[0] == "srun")
             raise
+        finally:
+            if relay is not None:
+                relay.close()
     if code != 0:
         raise FitFailed(last_words(log, start, code))

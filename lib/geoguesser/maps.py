@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-import urllib.parse
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -252,10 +252,14 @@ _ERROR_LAYER_JS = """
       + '<br>truth ' + r[0].toFixed(4) + ', ' + r[1].toFixed(4)
       + '<br>guess ' + r[2].toFixed(4) + ', ' + r[3].toFixed(4);
     if (r[7]) p += '<br>' + r[7];
+    // an inline copy carries its sheets as data: URIs, each once (see maps.inline_copy)
     if (r[5]) p += '<div role="img" aria-label="views" style="margin-top:4px;width:'
-      + (4 * viewPx) + 'px;height:' + viewPx + 'px;background:url(' + r[5][0] + ') 0 '
+      + (4 * viewPx) + 'px;height:' + viewPx + 'px;background:url('
+      + ((window.geoguesserSheets || {})[r[5][0]] || r[5][0]) + ') 0 '
       + (-r[5][1] * viewPx) + 'px/' + (4 * viewPx) + 'px auto"></div>'
       + '<small>N &middot; E &middot; S &middot; W</small>';
+    else if (r[5] === 0) p += '<br><small>views: only those of the worst locations travel in this'
+      + ' copy; errors.html opened from disk has them all</small>';
     return p;
   }
   var detail = null;
@@ -313,6 +317,12 @@ _ERROR_LAYER_JS = """
     L.popup(popupOptions).setLatLng([found[0], found[1]])
       .setContent(popup(found)).openOn(map);
   }
+  // where the page has no address of its own (inline in a notebook): centre on one location
+  window.geoguesserCentre = function (uuid) {
+    var r = rows.find(function (row) { return row[6] === uuid; });
+    if (r) map.setView([r[0], r[1]], detailZoom + 1, {animate: false});
+    return r ? map.latLngToContainerPoint([r[0], r[1]]) : null;
+  };
 })();
 {% endmacro %}
 """
@@ -401,7 +411,8 @@ def error_map(
     each location's views are written to `views/` beside `out` and shown in its popup.
     """
     out = Path(out)
-    strips, with_views = {}, predictions.uuid
+    # worst first: the first sheets are those an inline copy carries (see inline_copy)
+    strips, with_views = {}, predictions.sort_values("error_km", ascending=False).uuid
     if views is None and dataset_dirs is not None:
         views = decoded_views(dataset_dirs)
         with_views = with_views[with_views.isin(dataset_dirs)]
@@ -527,21 +538,64 @@ def locations_map(
     return _save(m, out)
 
 
-def notebook_view(path: str | Path, height: int = 560):
-    """A saved map shown inside a JupyterLab notebook, views and all.
+# --- the error map inside JupyterLab ---------------------------------------------------------
 
-    The map is shown in an iframe that Jupyter's own file handler (`/files/...`) serves, so the
-    view strips beside it load as they do from disk; `make lab` roots the server at the
-    checkout, the folder every notebook moves to (see `runs.open_step`). A map outside that
-    folder cannot be served and is named instead.
+INLINE_VIEW_BYTES = 4_000_000  # JPEG an inline copy carries: ~1,800 locations, worst first
+_SHEET_REF = re.compile(r'\["(views/sheet-\d{4}\.jpg)",(\d+)\]')
+
+
+def _embedded_sheets(folder: Path, references: list[str], budget: int) -> dict[str, str]:
+    """reference -> data: URI for the sheets, in order, while they fit in `budget` bytes."""
+    uris, used = {}, 0
+    for reference in references:
+        sheet = folder / reference
+        if not sheet.is_file() or used + sheet.stat().st_size > budget:
+            break
+        used += sheet.stat().st_size
+        uris[reference] = "data:image/jpeg;base64," + base64.b64encode(sheet.read_bytes()).decode()
+    return uris
+
+
+def inline_copy(path: str | Path, budget: int = INLINE_VIEW_BYTES) -> Path:
+    """`errors-inline.html` beside `errors.html`: the same page with its view sheets inside.
+
+    Jupyter serves files sandboxed, and a sandboxed page's requests carry no login: a map
+    opened through JupyterLab (inline, in its HTML viewer, in a new tab, behind JupyterHub's
+    base URL) cannot fetch `views/`. This copy fetches nothing: each sheet is in it once,
+    as a data: URI the popups look up. The sheets hold the worst locations first; past
+    `budget` bytes the others stay out and their popups say so. errors.html keeps its
+    sheets beside it (small, every view).
     """
-    from IPython.display import HTML, IFrame
+    path = Path(path)
+    page = path.read_text()
+    references = sorted({match.group(1) for match in _SHEET_REF.finditer(page)})
+    uris = _embedded_sheets(path.parent, references, budget)
 
-    path = Path(path).absolute()
-    try:
-        relative = path.relative_to(Path.cwd())
-    except ValueError:
-        return HTML(f"<p>Open {html.escape(str(path))} in a browser.</p>")
-    return IFrame(
-        src="/files/" + urllib.parse.quote(relative.as_posix()), width="100%", height=height
+    def keep_or_drop(match: re.Match) -> str:
+        return match.group(0) if match.group(1) in uris else "0"
+
+    page = _SHEET_REF.sub(keep_or_drop, page)
+    sheets = f"<script>window.geoguesserSheets = {_json(uris)};</script>"
+    page = page.replace("<head>", "<head>\n" + sheets, 1) if "<head>" in page else sheets + page
+    out = path.with_name(f"{path.stem}-inline{path.suffix}")
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+    return out
+
+
+def notebook_view(path: str | Path, height: int = 560):
+    """A saved map shown inside a notebook, views and all, however JupyterLab is reached.
+
+    The page travels in the output itself (an iframe's `srcdoc`), views included
+    (`inline_copy`), so nothing is fetched from Jupyter's file server: no login, no base
+    URL, no sandbox in the way. It is not sandboxed, as folium's own notebook maps are not:
+    it is this program's page, every text in it escaped.
+    """
+    from IPython.display import HTML
+
+    page = inline_copy(path).read_text()
+    return HTML(
+        f'<div><iframe srcdoc="{html.escape(page, quote=True)}"'
+        f' title="{html.escape(Path(path).name)}"'
+        f' style="width:100%;height:{int(height)}px;border:0"></iframe></div>'
     )

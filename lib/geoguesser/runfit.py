@@ -22,7 +22,7 @@ from .atomic import write_csv, write_text
 from .config import Settings
 from .errors import UserError
 from .launch import PARENT_ENV
-from .runs import STEPS, completed_steps, is_run, mark_completed
+from .runs import STEPS, completed_steps, is_run, mark_completed, record_made_with
 
 INPUTS = ("enriched.csv", "cells.geojson", "scaler.json")
 SUMMARY_NAME = "training.json"
@@ -84,4 +84,5 @@ def fit_run(settings: Settings, run_dir: str | Path, callbacks: list | None = No
     # that step 04 launched is not: the notebook still draws its figures, then marks itself.
     if completed_steps(run_dir) == STEPS[:3] and PARENT_ENV not in os.environ:
         mark_completed(run_dir, STEPS[:4])
+        record_made_with(run_dir, STEPS[3], settings)
     return summary

@@ -6,6 +6,13 @@ created; `--overwrite` replaces only a folder holding that marker, so no path a 
 can make this program delete something it did not create. `config.yaml` holds the resolved
 settings of the latest invocation at its top level and a `history` of every invocation;
 `metrics.json` is written last by the last step, so a run is finished when it exists.
+
+The marker also records, for each step that ran, the settings its outputs were made with
+(`made_with`: the sections that step and the steps before it read). A step refuses inputs
+made with other settings, in one line, as the fit refuses a checkpoint of another
+fingerprint; and starting a step, headless (`--from`) or in JupyterLab, invalidates it and
+every later step the same way (`restart_at`): they are no longer completed, their records
+are dropped and `metrics.json` is removed until step 05 writes it again.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ LOCK_NAME = ".geoguesser-lock"  # created beside the marker, never removed (that
 IN_USE = "another geoguesser run is using this folder; wait for it to end, or choose another name"
 CONFIG_NAME = "config.yaml"
 FINISHED_NAME = "metrics.json"
+# The settings sections each step's outputs depend on, besides those of the steps before it.
+STEP_SECTIONS = {
+    "01-eda": ("data", "split"),
+    "02-grid": ("grid",),
+    "03-crs-enrichment": (),
+    "04-training": ("train",),
+    "05-error-maps": ("maps",),
+}
 
 
 def find_checkout(start: str | Path) -> Path | None:
@@ -90,16 +105,69 @@ def is_run(folder: Path) -> bool:
     return (folder / MARKER).is_file() and not folder.is_symlink()
 
 
-def completed_steps(run_dir: Path) -> list[str]:
+def _state(run_dir: Path) -> dict:
     try:
         state = json.loads((run_dir / MARKER).read_text() or "{}")
     except (OSError, ValueError):
-        return []
-    return [step for step in state.get("completed", []) if step in STEPS]
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    write_text(run_dir / MARKER, json.dumps(state))
+
+
+def completed_steps(run_dir: Path) -> list[str]:
+    return [step for step in _state(run_dir).get("completed", []) if step in STEPS]
 
 
 def mark_completed(run_dir: Path, steps: list[str]) -> None:
-    write_text(run_dir / MARKER, json.dumps({"completed": steps}))
+    _write_state(run_dir, {**_state(run_dir), "completed": steps})
+
+
+def made_with(settings: Settings, step: str) -> dict:
+    """The settings `step`'s outputs depend on, as flat `section.key: value` pairs."""
+    values = settings.to_yaml_dict()
+    sections = [name for s in STEPS[: STEPS.index(step) + 1] for name in STEP_SECTIONS[s]]
+    return {f"{name}.{key}": value for name in sections for key, value in values[name].items()}
+
+
+def restart_at(run_dir: Path, first: int) -> None:
+    """Step `first` and every later one are to be (re)made: what depends on them is stale.
+
+    The one place both `geoguesser run --from` and a step opened in JupyterLab invalidate
+    later work: only the steps before `first` stay completed, the later steps' records of
+    their settings go, and the run is unfinished (no `metrics.json`) until step 05 ends.
+    """
+    state = _state(run_dir)
+    kept = {k: v for k, v in state.get("made_with", {}).items() if k in STEPS[:first]}
+    _write_state(run_dir, {**state, "completed": STEPS[:first], "made_with": kept})
+    (run_dir / FINISHED_NAME).unlink(missing_ok=True)
+
+
+def check_inputs(run_dir: Path, step: str, settings: Settings) -> None:
+    """Refuse, in one line, inputs that earlier steps made with other settings (or never made)."""
+    state = _state(run_dir)
+    records, completed = state.get("made_with", {}), state.get("completed", [])
+    for earlier in STEPS[: STEPS.index(step)]:
+        record = records.get(earlier)
+        if record is None:
+            if earlier in completed:  # a run from before these records: nothing to compare
+                continue
+            raise UserError(f"{run_dir}: step {earlier} has not run; run it before {step}")
+        now = made_with(settings, earlier)
+        for key, value in record.items():
+            if now.get(key) != value:
+                raise UserError(
+                    f"{run_dir}: {earlier} made its outputs with {key}={value!r}, the run's"
+                    f" settings now say {now.get(key)!r}; re-run {earlier} first"
+                )
+
+
+def record_made_with(run_dir: Path, step: str, settings: Settings) -> None:
+    state = _state(run_dir)
+    records = {**state.get("made_with", {}), step: made_with(settings, step)}
+    _write_state(run_dir, {**state, "made_with": records})
 
 
 def first_unfinished(run_dir: Path) -> str | None:
@@ -160,8 +228,7 @@ def prepare(run_dir: Path, first: int, overwrite: bool) -> Iterator[None]:
             except FileExistsError:
                 raise UserError(f"{run_dir}: {IN_USE}") from None
             _hold(held, run_dir)
-        mark_completed(run_dir, STEPS[:first])
-        (run_dir / FINISHED_NAME).unlink(missing_ok=True)
+        restart_at(run_dir, first)
         yield
 
 
@@ -225,6 +292,37 @@ def move_to_checkout() -> Path | None:
     return checkout
 
 
+def _started_from(run_dir: Path) -> Path | None:
+    """The config file the run's invocations named last (not its own config.yaml)."""
+    try:
+        history = (yaml.safe_load((run_dir / CONFIG_NAME).read_text()) or {}).get("history")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    named = [entry.get("config_file") for entry in history or [] if isinstance(entry, dict)]
+    named = [Path(p) for p in named if p and Path(p) != run_dir / CONFIG_NAME]
+    return named[-1] if named else None
+
+
+def interactive_settings(
+    run_dir: Path, config: str | Path | None, overrides: list[str]
+) -> Settings:
+    """A step's settings in JupyterLab: the run's own config.yaml with the notebook's overrides.
+
+    A run has one set of settings: what one step changed, the next ones use. `config` only
+    starts a new run; naming another config file for an existing run is refused.
+    """
+    own = run_dir / CONFIG_NAME
+    if not (is_run(run_dir) and own.is_file()):
+        return load_settings(config, overrides)
+    started = _started_from(run_dir)
+    if config is not None and Path(config).absolute() not in (own, started):
+        raise UserError(
+            f"config {config}: {run_dir} was made from {started}; its settings are in {own}"
+            " (change them with overrides), or choose another run_dir for this config"
+        )
+    return load_settings(own, overrides)
+
+
 def open_step(
     step: str, run_dir: str | Path, config: str | Path | None, overrides: list[str]
 ) -> tuple[Settings, Path]:
@@ -232,19 +330,31 @@ def open_step(
 
     Run interactively, the kernel starts in the notebook's folder: the notebook moves to its
     checkout's root, so the relative paths of configs/*.yaml mean what they mean on the
-    command line there, and records itself in the run folder's history. Under
-    `geoguesser run` every path it receives is absolute and the run is already recorded.
+    command line there. Its settings are the run's (`interactive_settings`); it refuses
+    inputs made with other settings, invalidates itself and the later steps (`restart_at`,
+    as `--from` does), and records its invocation and settings in the run's config.yaml.
+    Under `geoguesser run` the run is already prepared and recorded: the step only checks
+    its inputs and records what it makes its outputs with.
     """
+    from .progress import headless
+
     checkout = move_to_checkout()
-    settings = load_settings(config, overrides)
     run_dir = Path(run_dir).absolute()
-    if config is not None and Path(config).absolute() == run_dir / CONFIG_NAME:
+    if headless() and config is not None and Path(config).absolute() == run_dir / CONFIG_NAME:
+        settings = load_settings(config, overrides)
+        check_inputs(run_dir, step, settings)
+        record_made_with(run_dir, step, settings)
         return settings, run_dir
     if run_dir.exists() and not is_run(run_dir):
         raise UserError(f"{run_dir}: exists and is not a geoguesser run folder; choose another")
+    settings = interactive_settings(run_dir, config, overrides)
+    if is_run(run_dir):
+        check_inputs(run_dir, step, settings)
+    elif step != STEPS[0]:
+        raise UserError(f"{run_dir}: no run yet; start it with {STEPS[0]}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not is_run(run_dir):
-        mark_completed(run_dir, [])
+    restart_at(run_dir, STEPS.index(step))
+    record_made_with(run_dir, step, settings)
     record_invocation(run_dir, settings, [step], config, overrides, checkout)
     return settings, run_dir
 
