@@ -130,14 +130,16 @@ async def click(page, x: float, y: float) -> None:
         )
 
 
-def run_map_step(root: str, token: str, run_dir: Path, uuid: str, shot: Path | None = None):
+def run_map_step(
+    root: str, token: str, run_dir: Path, uuid: str, cwd: Path, shot: Path | None = None
+):
     """Open step 05 of `run_dir` in Lab, Run All, save, click `uuid` on the inline map.
 
-    Lab is rooted where `geoguesser open` roots it (geoguesser.lab.lab_root, from the cwd).
+    Lab is rooted where `geoguesser open`, started in `cwd`, roots it (geoguesser.lab.lab_root).
     """
     from geoguesser.lab import lab_root
 
-    tree = (run_dir / "05-error-maps.ipynb").relative_to(lab_root(run_dir)).as_posix()
+    tree = (run_dir / "05-error-maps.ipynb").relative_to(lab_root(run_dir, cwd)).as_posix()
     notebook = f"{root}lab/tree/{tree}"
 
     async def script(page):
@@ -179,7 +181,8 @@ def main(run: str, out: str) -> None:
     run_dir = Path(run).absolute()
     process, root, token = lab_in_background(run_dir, "05", Path.cwd())
     try:
-        ran, views = run_map_step(root, token, run_dir, worst_test_location(run_dir), Path(out))
+        worst = worst_test_location(run_dir)
+        ran, views = run_map_step(root, token, run_dir, worst, Path.cwd(), Path(out))
     finally:
         stop_lab(process)
     print(f"ran {ran['path']}: errors {ran['errors'] or 'none'}; popup views {views}")

@@ -36,7 +36,7 @@ def test_step_05_run_in_lab_shows_the_popups_views(tiny_run, checkout, base_url)
     before = tracked(checkout)
     process, root, token = lab_in_background(tiny_run, "05", checkout, base_url)
     try:
-        ran, views = run_map_step(root, token, tiny_run, worst_test_location(tiny_run))
+        ran, views = run_map_step(root, token, tiny_run, worst_test_location(tiny_run), checkout)
     finally:
         stop_lab(process)
     assert ran["path"].endswith("runs/labtiny/05-error-maps.ipynb")  # the run's own copy

@@ -50,9 +50,13 @@ def lab_command(root: Path, notebook: Path, lab_args: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def lab_root(run_dir: Path) -> Path:
-    """The checkout when the run is inside it (configs/ and notebooks/ at hand), else the run."""
-    checkout = find_checkout(Path.cwd())
+def lab_root(run_dir: Path, cwd: Path | None = None) -> Path:
+    """The checkout when the run is inside it (configs/ and notebooks/ at hand), else the run.
+
+    The checkout is the one holding `cwd` (the current directory by default), where
+    `geoguesser open` was started.
+    """
+    checkout = find_checkout(Path.cwd() if cwd is None else cwd)
     if checkout is not None and run_dir.is_relative_to(checkout):
         return checkout
     return run_dir
