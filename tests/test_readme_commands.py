@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from geoguesser.cli import build_parser, run_members
+from geoguesser.cli import build_parser, run_members, split_lab_args
 from geoguesser.errors import UserError
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -41,6 +41,7 @@ STAND_INS = {
     r"\bNN\b": "04",
     r"\$NODE_RANK\b": "0",
     r"^runs/lumen/config\.yaml$": "configs/lumen.yaml",  # the run's own copy of the config
+    r"^runs/demo/config\.yaml$": "configs/demo.yaml",  # RUN/config.yaml, likewise
 }
 
 
@@ -114,7 +115,7 @@ def parse_error(argv: list[str]) -> str | None:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            build_parser().parse_args(argv)
+            build_parser().parse_args(split_lab_args(argv)[0])
     except SystemExit as exit:
         if exit.code == 0:  # --help: printed and accepted
             return None
@@ -140,7 +141,7 @@ def problem_of(argv: list[str], data_dir: Path, weights: Path) -> str | None:
     error = parse_error(argv)
     if error is not None or {"-h", "--help"} & set(argv):
         return error
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(split_lab_args(argv)[0])
     if args.command != "run":
         return None
     args.set = [*stand_in_settings(args.config, data_dir, weights), *args.set]

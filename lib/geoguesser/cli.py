@@ -584,11 +584,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    lab_args = []  # `geoguesser open RUN -- OPTIONS`: the options are jupyter lab's
+def split_lab_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`geoguesser open RUN -- OPTIONS`: our arguments, and the options that are jupyter lab's."""
     if "--" in argv and "open" in argv[: argv.index("--")]:
-        argv, lab_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+        return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, lab_args = split_lab_args(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     if args.command == "open":
         args.lab_args = lab_args
