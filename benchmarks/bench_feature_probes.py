@@ -33,13 +33,13 @@ import pandas as pd
 import torch
 from bench_real_sample import fold_of
 
-from geoguesser.backbones import build_backbone
-from geoguesser.borders import load_border
 from geoguesser.config import load_settings
-from geoguesser.datasets import load_locations
+from geoguesser.data.image_cache import decode_location
+from geoguesser.data.layout import load_locations
 from geoguesser.errors import UserError
-from geoguesser.geo import haversine_km, to_latlon, to_projected
-from geoguesser.image_cache import decode_location
+from geoguesser.geo.borders import load_border
+from geoguesser.geo.coords import haversine_km, to_latlon, to_projected
+from geoguesser.model.backbones import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "lumen-sample"

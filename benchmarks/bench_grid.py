@@ -13,10 +13,10 @@ import time
 import numpy as np
 import shapely
 
-from geoguesser.borders import load_border, load_coast
-from geoguesser.geo import to_projected
-from geoguesser.grid import assign_cells, kept_cells, make_cells
-from geoguesser.synthetic import Landscape
+from geoguesser.data.synthetic import Landscape
+from geoguesser.geo.borders import load_border, load_coast
+from geoguesser.geo.coords import to_projected
+from geoguesser.geo.grid import assign_cells, kept_cells, make_cells
 
 
 def naive_assign(cells, lat, lon) -> np.ndarray:

@@ -49,9 +49,9 @@ def naive_scenes(geography, lat, lon) -> list:
     """Landscape.scenes before issue 15, verbatim: each location recomputes whole arrays."""
     import numpy as np
 
-    from geoguesser.datasets import VIEWS
-    from geoguesser.geo import to_projected
-    from geoguesser.synthetic import Scene, _sigmoid
+    from geoguesser.data.layout import VIEWS
+    from geoguesser.data.synthetic import Scene, _sigmoid
+    from geoguesser.geo.coords import to_projected
 
     self = geography
     x, y = to_projected(lat, lon, self.crs)
@@ -105,28 +105,28 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from geoguesser.borders import load_border, load_coast
     from geoguesser.config import TrainSettings
+    from geoguesser.geo.borders import load_border, load_coast
 
     dataset = work / "ds"
     border = load_border()
     info: dict = {}
 
     def inputs():
-        from geoguesser.geo import MinMaxScaler
-        from geoguesser.grid import read_cells
+        from geoguesser.geo.coords import MinMaxScaler
+        from geoguesser.geo.grid import read_cells
 
         table = pd.read_csv(work / "enriched.csv", dtype={"uuid": str})
         scaler = MinMaxScaler.from_json((work / "scaler.json").read_text())
         return table, read_cells(work / "cells.geojson"), scaler
 
     if step == "synth":
-        from geoguesser.synthetic import generate
+        from geoguesser.data.synthetic import generate
 
         start_mb, start = resident_mb(), time.perf_counter()
         generate(dataset, n, image_size, seed=0, progress=False)
     elif step in COMPARE:
-        from geoguesser.synthetic import Landscape
+        from geoguesser.data.synthetic import Landscape
 
         geography = Landscape(border, load_coast())
         lat, lon = geography.sample(n, np.random.default_rng(0))
@@ -137,17 +137,17 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
             count = len(naive_scenes(geography, lat, lon))
         assert count == n
     elif step == "validate":
-        from geoguesser.datasets import validate
+        from geoguesser.data.layout import validate
 
         start_mb, start = resident_mb(), time.perf_counter()
         report = validate([dataset], border=border)
         assert report.ok, report.problems[:3]
     elif step == "grid":
         from geoguesser.atomic import write_csv, write_text
-        from geoguesser.datasets import load_locations
-        from geoguesser.enrich import prepare
-        from geoguesser.grid import write_cells
-        from geoguesser.splits import split_locations
+        from geoguesser.data.enrich import prepare
+        from geoguesser.data.layout import load_locations
+        from geoguesser.geo.grid import write_cells
+        from geoguesser.geo.splits import split_locations
 
         locations, _ = load_locations([dataset], border=border, check_images=False)
         locations = split_locations(locations, seed=0)
@@ -157,14 +157,14 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         write_cells(cells, work / "cells.geojson")
         write_text(work / "scaler.json", scaler.to_json())
     elif step == "cache":
-        from geoguesser.image_cache import ImageCache
+        from geoguesser.data.image_cache import ImageCache
 
         uuids = pd.read_csv(dataset / "data.csv", dtype={"uuid": str}).uuid.tolist()
         start_mb, start = resident_mb(), time.perf_counter()
         cache = ImageCache.open(work / "cache", dataset, uuids, image_size, progress=False)
         info["cache_mb"] = cache.array.nbytes / 2**20
     elif step == "train":
-        from geoguesser.train import train
+        from geoguesser.training.fit import train
 
         table, cells, scaler = inputs()
         config = TrainSettings(
@@ -176,10 +176,10 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         train(config, table, cells, scaler, work / "run", border)
     elif step == "predict":
         from geoguesser.atomic import write_csv
-        from geoguesser.data import IMAGENET_MEAN, IMAGENET_STD
-        from geoguesser.geography import Geography
-        from geoguesser.model import GeoLocator
-        from geoguesser.predict import predict_table
+        from geoguesser.data.views import IMAGENET_MEAN, IMAGENET_STD
+        from geoguesser.inference.predict import predict_table
+        from geoguesser.model.geography import Geography
+        from geoguesser.model.locator import GeoLocator
 
         table, cells, scaler = inputs()
         settings = TrainSettings(backbone="tinycnn", image_size=image_size)
@@ -189,9 +189,9 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         predictions = predict_table(model.eval(), table, device="cpu", progress=False)
         write_csv(predictions, work / "predictions.csv")
     elif step == "maps":
-        from geoguesser.borders import bbox_diagonal_km
-        from geoguesser.maps import cell_error_map, error_map
-        from geoguesser.report import run_metrics
+        from geoguesser.analysis.maps import cell_error_map, error_map
+        from geoguesser.analysis.report import run_metrics
+        from geoguesser.geo.borders import bbox_diagonal_km
 
         table, cells, _ = inputs()
         predictions = pd.read_csv(work / "predictions.csv", dtype={"uuid": str})

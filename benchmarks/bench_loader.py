@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from geoguesser.data import LocationDataset
-from geoguesser.image_cache import ImageCache
-from geoguesser.synthetic import generate
+from geoguesser.data.image_cache import ImageCache
+from geoguesser.data.synthetic import generate
+from geoguesser.data.views import LocationDataset
 
 
 def views_per_second(dataset: LocationDataset, workers: int, batch_size: int = 32) -> float:

@@ -32,14 +32,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from geoguesser import maps
-from geoguesser.borders import load_border
-from geoguesser.datasets import view_paths
-from geoguesser.geo import haversine_km, to_latlon, to_projected
-from geoguesser.grid import assign_cells, make_cells
-from geoguesser.image_cache import decode_location
-from geoguesser.sampling import sample_uniform
-from geoguesser.synthetic import generate
+from geoguesser.analysis import maps
+from geoguesser.data.image_cache import decode_location
+from geoguesser.data.layout import view_paths
+from geoguesser.data.synthetic import generate
+from geoguesser.geo.borders import load_border
+from geoguesser.geo.coords import haversine_km, to_latlon, to_projected
+from geoguesser.geo.grid import assign_cells, make_cells
+from geoguesser.geo.sampling import sample_uniform
 
 
 def folder_size(path: Path) -> int:
@@ -91,7 +91,7 @@ def naive_map(frame: pd.DataFrame, border, dataset: Path, out: Path) -> None:
     """The previous error map: a folium PolyLine and CircleMarker per location, views inline."""
     import folium
 
-    from geoguesser.image_cache import decode_view
+    from geoguesser.data.image_cache import decode_view
 
     m = maps.base_map(border)
     lines = folium.FeatureGroup(name="errors").add_to(m)

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geoguesser.borders import load_border
 from geoguesser.config import TrainSettings, load_settings
-from geoguesser.datasets import load_locations
-from geoguesser.enrich import prepare
+from geoguesser.data.enrich import prepare
+from geoguesser.data.layout import load_locations
 from geoguesser.errors import UserError
-from geoguesser.geo import haversine_km, to_latlon, to_projected
-from geoguesser.train import train
+from geoguesser.geo.borders import load_border
+from geoguesser.geo.coords import haversine_km, to_latlon, to_projected
+from geoguesser.training.fit import train
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "lumen-sample"

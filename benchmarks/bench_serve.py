@@ -40,14 +40,14 @@ from browser import serve_in_background  # noqa: E402
 
 def save_model(path: Path, backbone: str, image_size: int) -> Path:
     """An untrained classifier over the shipped border's 50 km grid, saved as training does."""
-    from geoguesser.backbones import IMAGENET_MEAN, IMAGENET_STD
-    from geoguesser.borders import load_border
     from geoguesser.config import TrainSettings
-    from geoguesser.enrich import prepare
-    from geoguesser.geography import Geography
-    from geoguesser.model import GeoLocator, write_checkpoint
-    from geoguesser.sampling import sample_uniform
-    from geoguesser.splits import split_locations
+    from geoguesser.data.enrich import prepare
+    from geoguesser.geo.borders import load_border
+    from geoguesser.geo.sampling import sample_uniform
+    from geoguesser.geo.splits import split_locations
+    from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from geoguesser.model.geography import Geography
+    from geoguesser.model.locator import GeoLocator, write_checkpoint
 
     border = load_border()
     points = sample_uniform(border, 400, seed=0)

@@ -29,7 +29,7 @@ SETUP_CHILD = """
 import sys
 from pathlib import Path
 from geoguesser.config import load_settings
-from geoguesser.runs import STEPS, prepare, record_invocation
+from geoguesser.workflow.runs import STEPS, prepare, record_invocation
 run_dir, repo, overrides = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 settings = load_settings(repo / "configs" / "demo.yaml", overrides)
 prepare(run_dir, 0, overwrite=False)
@@ -40,7 +40,7 @@ STEP_CHILD = """
 import sys
 from pathlib import Path
 import papermill
-from geoguesser import pipeline
+from geoguesser.workflow import pipeline
 run_dir, step, notebooks = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 parameters = {"run_dir": str(run_dir), "config": str(run_dir / "config.yaml"), "overrides": []}
 papermill.execute_notebook(
@@ -53,8 +53,8 @@ papermill.execute_notebook(
 def image_cache(tmp: Path) -> list[str]:
     import pandas as pd
 
-    from geoguesser.image_cache import ImageCache
-    from geoguesser.synthetic import generate
+    from geoguesser.data.image_cache import ImageCache
+    from geoguesser.data.synthetic import generate
 
     root = generate(tmp / "cache-ds", 4000, image_size=32, seed=0, progress=False)
     uuids = pd.read_csv(root / "data.csv", dtype={"uuid": str}).uuid.tolist()
@@ -80,7 +80,7 @@ def image_cache(tmp: Path) -> list[str]:
 def frozen_features() -> list[str]:
     import torch
 
-    from geoguesser.backbones import build_backbone, feature_size
+    from geoguesser.model.backbones import build_backbone, feature_size
 
     backbone = build_backbone("resnext101_32x8d", weights=None)
     dim = feature_size(backbone, 224, "resnext101_32x8d")

@@ -18,8 +18,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 
 import numpy as np  # noqa: E402
 
-from geoguesser.borders import load_border, load_coast  # noqa: E402
-from geoguesser.synthetic import Landscape, _canvas, _mix, generate, render_view  # noqa: E402
+from geoguesser.data.synthetic import Landscape, _canvas, _mix, generate, render_view  # noqa: E402
+from geoguesser.geo.borders import load_border, load_coast  # noqa: E402
 
 
 def naive_render(scene, view: int, size: int, rng) -> np.ndarray:

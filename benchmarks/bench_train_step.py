@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from geoguesser.borders import load_border
 from geoguesser.config import PRECISIONS, TrainSettings
-from geoguesser.data import GeoDataModule
-from geoguesser.datasets import load_locations
-from geoguesser.enrich import prepare
-from geoguesser.geography import Geography
-from geoguesser.model import GeoLocator
-from geoguesser.splits import split_locations
-from geoguesser.synthetic import generate
+from geoguesser.data.enrich import prepare
+from geoguesser.data.layout import load_locations
+from geoguesser.data.synthetic import generate
+from geoguesser.data.views import GeoDataModule
+from geoguesser.geo.borders import load_border
+from geoguesser.geo.splits import split_locations
+from geoguesser.model.geography import Geography
+from geoguesser.model.locator import GeoLocator
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 

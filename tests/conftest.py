@@ -15,9 +15,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from geoguesser.datasets import VIEWS
+from geoguesser.data.layout import VIEWS
+
+pytest_plugins = ["helpers.frames"]  # fixtures shared by modules in several folders
 
 REPO = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "helpers"  # scripts the tests run as processes
 LUMEN_SAMPLE = REPO.parent / "shared" / "data" / "lumen-sample"
 SAMPLE_WEIGHTS = REPO / "weights" / "efficientnet_lite0.pth"  # what `make sample-weights` writes
 
@@ -86,7 +89,7 @@ def dataset(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """A small synthetic dataset shared by the tests that only read it."""
-    from geoguesser.synthetic import generate
+    from geoguesser.data.synthetic import generate
 
     return generate(
         tmp_path_factory.mktemp("synthetic") / "ds",
@@ -100,10 +103,10 @@ def synthetic_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def enriched(synthetic_dir):
     """(table, cells, scaler, border) for the small synthetic dataset, 100 km cells."""
-    from geoguesser.borders import load_border
-    from geoguesser.datasets import load_locations
-    from geoguesser.enrich import prepare
-    from geoguesser.splits import split_locations
+    from geoguesser.data.enrich import prepare
+    from geoguesser.data.layout import load_locations
+    from geoguesser.geo.borders import load_border
+    from geoguesser.geo.splits import split_locations
 
     border = load_border()
     locations, _ = load_locations([synthetic_dir], border=border)
@@ -115,9 +118,9 @@ def enriched(synthetic_dir):
 @pytest.fixture(scope="session")
 def small_model(enriched):
     """An untrained tinycnn GeoLocator over the first three cells, with its geography."""
-    from geoguesser.backbones import IMAGENET_MEAN, IMAGENET_STD
-    from geoguesser.geography import Geography
-    from geoguesser.model import GeoLocator
+    from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from geoguesser.model.geography import Geography
+    from geoguesser.model.locator import GeoLocator
 
     table, cells, scaler, border = enriched
     geography = Geography.of(cells, scaler, border).to_dict()
@@ -199,7 +202,7 @@ def fit_processes(run_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    from geoguesser.synthetic import generate
+    from geoguesser.data.synthetic import generate
 
     root = tmp_path_factory.mktemp("pipeline")
     data = generate(root / "data", locations=80, image_size=32, seed=1, progress=False)
@@ -253,7 +256,7 @@ def shrunk(config: str, data: Path, few: Path, cache: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def few_locations(tmp_path_factory) -> Path:
     """20 synthetic locations at 32 px: enough for every split, few for ResNeXt-101 on a CPU."""
-    from geoguesser.synthetic import generate
+    from geoguesser.data.synthetic import generate
 
     root = tmp_path_factory.mktemp("few")
     return generate(root / "data", locations=20, image_size=32, seed=2, progress=False)

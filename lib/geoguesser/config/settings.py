@@ -1,0 +1,566 @@
+"""The settings schema: every setting of a run once, with its type, default and meaning.
+
+A config file holds only what differs from these defaults. `load_settings` merges the file
+with `--set key=value` overrides (OmegaConf, values parsed as YAML) and checks the result
+against the schema (pydantic) before anything runs, so a typo, a wrong type or an
+impossible value is one line naming the key, never a run that silently used a default.
+The same `Settings` object then travels to the notebooks, the data module and the model,
+under the same names.
+
+Relative paths resolve against the current directory, as for any command-line tool, and
+are stored absolute, so a run's `config.yaml` means the same thing from anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from geoguesser.errors import UserError
+
+# The choices some settings offer; the modules that implement them import them from here.
+OBJECTIVES = ("classification", "regression", "hybrid")
+FUSIONS = ("concat", "mean", "attention")
+DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
+CENTROID_KINDS = ("centroid", "clipped", "weighted")
+TOP_CELLS = 3  # the likeliest cells a prediction lists (maps.top_cells)
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+NO_TRAIN_SHAPE = {
+    # Settings that change how fast or how loudly a fit runs, never what it computes.
+    "num_workers",
+    "image_cache_dir",
+    "progress_bar",
+    "log_every_n_steps",
+    "resume",
+}
+# Not in NO_TRAIN_SHAPE: devices, num_nodes and strategy change the batches each process
+# sees (and so the result), so a fit resumes only with the same number of processes.  # fmt: skip
+
+# Strategies a fit can use, and why the others cannot: the fit runs as a script process
+# (geoguesser train), its checkpoints are whole state dicts, and the feature cache and the
+# frozen phase assume every process holds the whole model.
+STRATEGIES = ("auto", "ddp")
+STRATEGY_PROBLEMS = {
+    "ddp_notebook": "fork-based, for notebook kernels; the fit runs as its own process: use ddp",
+    "ddp_fork": "fork-based, breaks once CUDA is touched before the fork: use ddp",
+    "ddp_spawn": "re-imports everything in each process and cannot span nodes: use ddp",
+    "ddp_find_unused_parameters_true": "use ddp (the frozen phase sets this itself)",
+    "fsdp": "shards the model, which the feature cache and the checkpoints do not expect",
+    "deepspeed": "shards the model, which the feature cache and the checkpoints do not expect",
+}
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def backbone_problem(name: str) -> str | None:
+    """Why backbone `name` cannot be built here, or None.
+
+    Here rather than in backbones.py so that checking a config imports torch only when the
+    name must be looked up in torchvision or timm: steps 01 to 03 never need torch.
+    """
+    if name == "tinycnn":
+        return None
+    if name.startswith("timm/"):
+        if importlib.util.find_spec("timm") is None:
+            return f"backbone {name} needs timm: pip install timm"
+        import timm
+
+        model_name = name.removeprefix("timm/")
+        return None if model_name in timm.list_models() else f"unknown timm backbone {model_name!r}"
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        return (
+            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
+            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
+        )
+    return None
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return None if path is None else Path(path).expanduser().absolute()
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name: it can never point outside the runs root."""
+    if not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{name!r} is not a plain folder name (letters, digits and -_.=, only; not . or ..)"
+        )
+    return name
+
+
+class Section(BaseModel):
+    """Unknown keys are errors: a typo must never fall back to a default silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+class DataSettings(Section):
+    dataset_dirs: list[Path] = Field(
+        default=[Path("data/synthetic")],
+        min_length=1,
+        description="dataset folders (data.csv + images/), merged; each needs a data.csv",
+    )
+    border: Path | None = Field(None, description="polygon file; null: the shipped Croatia")
+    country: str | None = Field(None, description="country name or ISO code inside `border`")
+    crs: str = Field("EPSG:3766", description="projected CRS for cells and regression targets")
+
+    @field_validator("dataset_dirs")
+    @classmethod
+    def _labelled_dirs(cls, dirs: list[Path]) -> list[Path]:
+        resolved = [_absolute(d) for d in dirs]
+        for directory in resolved:
+            if not directory.is_dir():
+                raise ValueError(f"{directory}: no such dataset directory")
+            if not (directory / "data.csv").is_file():
+                raise ValueError(
+                    f"{directory}: no data.csv; unlabelled folders are for predict only"
+                )
+        return resolved
+
+    @field_validator("border")
+    @classmethod
+    def _border_exists(cls, border: Path | None) -> Path | None:
+        border = _absolute(border)
+        if border is not None and not border.is_file():
+            raise ValueError(f"{border}: border file not found")
+        return border
+
+    @field_validator("crs")
+    @classmethod
+    def _projected_crs(cls, crs: str) -> str:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            parsed = CRS.from_user_input(crs)
+        except CRSError:
+            raise ValueError(f"{crs!r} is not a CRS pyproj knows") from None
+        if not parsed.is_projected:
+            raise ValueError(f"{crs!r} is not projected: cells and distances need metres")
+        return crs
+
+
+class SplitSettings(Section):
+    fractions: list[Annotated[float, Field(ge=0)]] = Field(
+        [0.8, 0.1, 0.1],
+        description="train, val, test shares; they sum to 1; val above 0, test may be 0",
+    )
+    seed: int = Field(0, description="seed of the split (and of `dataset_frac`'s sample)")
+    dataset_frac: float = Field(
+        1.0, gt=0, le=1, description="use this share of the locations (quick experiments)"
+    )
+    block_km: PositiveFloat | None = Field(
+        None, description="split whole square blocks of this size (km); null: random split"
+    )
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, fractions: list[float]):
+        if len(fractions) != 3:
+            raise ValueError(f"expected three shares, train, val and test (got {fractions})")
+        if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+            raise ValueError(f"{list(fractions)} sum to {sum(fractions):g}, not 1")
+        if fractions[0] == 0:
+            raise ValueError("the train share must be above 0")
+        if fractions[1] == 0:
+            # Nothing else could pick the best checkpoint or drive the plateau schedule.
+            raise ValueError(
+                "the val share must be above 0: validation picks the best checkpoint"
+                " (a 0 test share is allowed)"
+            )
+        return fractions
+
+
+class GridSettings(Section):
+    cell_km: PositiveFloat = Field(50.0, description="side of the square cells, km")
+    cell_deg: PositiveFloat | None = Field(
+        None, description="cells of this many degrees instead of `cell_km` (the original work)"
+    )
+    min_train: PositiveInt = Field(1, description="training locations a cell needs to be a class")
+    compare_km: list[PositiveFloat] = Field(
+        [150.0, 100.0, 50.0], description="cell sizes drawn side by side in 02-grid"
+    )
+
+
+class TrainSettings(Section):
+    objective: Literal[OBJECTIVES] = Field(
+        "classification",
+        description="cells with cross-entropy; normalized x/y with MSE; or hybrid: cells plus"
+        " each cell's offset from its centroid (km), decoded as centroid + offset",
+    )
+    offset_weight: PositiveFloat = Field(
+        1.0, description="hybrid: weight of the offset loss (smooth L1 in cell sides) vs the cells'"
+    )
+    backbone: str = Field(
+        "resnext101_32x8d", description="torchvision model name, timm/<name>, or tinycnn"
+    )
+    weights: str | None = Field(
+        None, description="null (random), imagenet (download), or a local state-dict file"
+    )
+    fusion: Literal[FUSIONS] = Field(
+        "concat",
+        description="how the views combine: concat (all four needed), mean, or attention"
+        " (learned weights); mean and attention answer from 1 to 4 views",
+    )
+    view_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="chance of hiding each view of a training location (one always stays),"
+        " to learn to answer from fewer; needs fusion mean or attention",
+    )
+    image_size: PositiveInt = Field(224, description="views are resized to this many pixels")
+    view_rows: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = (
+        Field(
+            (0.0, 1.0),
+            description="the band of each view the backbone sees, from top to bottom as"
+            " fractions of its height: [0.3, 0.8] keeps the horizon, without sky and road",
+        )
+    )
+    normalization: Literal["weights", "imagenet", "train"] = Field(
+        "weights",
+        description="channel statistics: those the backbone's pretrained weights expect (timm's"
+        " pretrained config, torchvision's weights transforms; ImageNet's for tinycnn),"
+        " ImageNet's, or the training split's",
+    )
+    mean: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="explicit channel mean in [0, 1] (with `std`), e.g. for a local weights"
+        " file trained with other statistics; overrides `normalization`",
+    )
+    std: list[PositiveFloat] | None = Field(
+        None, min_length=3, max_length=3, description="explicit channel std (with `mean`)"
+    )
+    batch_size: PositiveInt = Field(32, description="locations per batch (x4 views)")
+    num_workers: NonNegativeInt = Field(4, description="JPEG decoding processes without a cache")
+    augment: bool = Field(True, description="mirror scenes, jitter brightness and contrast")
+    image_cache_dir: Path | None = Field(
+        None, description="decoded-views cache reused across epochs and runs; null: none"
+    )
+    feature_cache: bool = Field(True, description="reuse frozen backbone features after epoch 1")
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the linear head")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="the optimizer")
+    lr: PositiveFloat = Field(1e-3, description="learning rate of the head")
+    backbone_lr: PositiveFloat = Field(1e-4, description="learning rate of the unfrozen backbone")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+    scheduler: Literal["plateau", "onecycle", "cosine", "none"] = Field(
+        "plateau", description="learning-rate schedule"
+    )
+    plateau_patience: NonNegativeInt = Field(2, description="epochs without progress before a cut")
+    plateau_factor: float = Field(0.1, gt=0, lt=1, description="the cut's factor")
+    freeze_epochs: NonNegativeInt = Field(1, description="epochs training the head only")
+    unfreeze_blocks: PositiveInt | None = Field(
+        None, description="unfreeze only the last N backbone stages; null: all"
+    )
+    max_epochs: PositiveInt = Field(10, description="epochs in all")
+    lr_find: Literal["off", "show", "use"] = Field(
+        "off",
+        description="Lightning's learning-rate finder before the fit: off; show (record its"
+        " curve and suggestion, train with `lr`); use (train with the suggestion). YAML's"
+        " true/false mean show/off",
+    )
+    lr_find_steps: PositiveInt = Field(100, description="learning rates the finder tries")
+    tau_km: PositiveFloat | None = Field(
+        None,
+        description="haversine label smoothing scale (km); null: hard labels (configs/sample"
+        ".yaml: 65, by cross-validation on real photographs)",
+    )
+    retrieval: bool = Field(
+        False,
+        description="refine the guess by the nearest training locations in embedding space"
+        " among the top cells (classification, hybrid); the checkpoint carries them",
+    )
+    retrieval_cells: PositiveInt = Field(5, description="retrieval: the top cells searched")
+    retrieval_neighbors: PositiveInt = Field(
+        8, description="retrieval: nearest training locations averaged (projected plane)"
+    )
+    decode: Literal[DECODINGS] = Field(
+        "mean", description="probability-weighted mean of centroids, or the likeliest cell"
+    )
+    centroid_kind: Literal[CENTROID_KINDS] = Field(
+        "weighted", description="which centroid stands for a cell"
+    )
+    snap_to_land: bool = Field(False, description="move predictions at sea onto land")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu, mps")
+    devices: int | str = Field("auto", description="devices per node: a number, or auto")
+    num_nodes: PositiveInt = Field(
+        1, description="machines the fit spans, each running `devices` processes (DDP)"
+    )
+    strategy: str = Field(
+        "auto", description="auto (one process per device: ddp when there are several) or ddp"
+    )
+    precision: Literal[PRECISIONS] = Field("32-true", description="Lightning precision")
+    channels_last: bool = Field(False, description="channels-last memory format (GPU speed)")
+    compile: bool = Field(False, description="torch.compile the backbone")
+    seed: int = Field(0, description="seed of initialization, shuffling and augmentation")
+    resume: bool = Field(True, description="continue an interrupted fit of the same settings")
+    progress_bar: bool = Field(True, description="Lightning's progress bar (in a terminal only)")
+    log_every_n_steps: PositiveInt = Field(10, description="TensorBoard logging interval")
+    limit_train_batches: int | float | None = Field(
+        None, description="train on this many batches (or share) per epoch; null: all"
+    )
+    limit_val_batches: int | float | None = Field(
+        None, description="validate on this many batches (or share); null: all"
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="passed to pytorch_lightning.Trainer as is"
+    )
+
+    @field_validator("view_rows")
+    @classmethod
+    def _band_not_empty(cls, rows: tuple[float, float]) -> tuple[float, float]:
+        if rows[0] >= rows[1]:
+            raise ValueError(f"the top ({rows[0]}) must be above the bottom ({rows[1]})")
+        return rows
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        problem = backbone_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("lr_find", mode="before")
+    @classmethod
+    def _lr_find_switch(cls, value):
+        # YAML 1.1 reads a bare off/no/false as False and on/yes/true as True.
+        if value is True:
+            return "show"
+        return "off" if value is False else value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, devices):
+        if devices == "auto" or (type(devices) is int and devices > 0):
+            return devices
+        raise ValueError(f"expected a positive number of devices or auto (got {devices!r})")
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, strategy: str) -> str:
+        if strategy in STRATEGIES:
+            return strategy
+        family = next((k for k in STRATEGY_PROBLEMS if strategy.startswith(k)), None)
+        reason = STRATEGY_PROBLEMS.get(family, "not one geoguesser fits with")
+        raise ValueError(f"{strategy!r}: {reason} (choose {' or '.join(STRATEGIES)})")
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_is_not_a_setting(cls, extra: dict) -> dict:
+        named = sorted(set(extra) & set(cls.model_fields))
+        if named:
+            raise ValueError(f"{named[0]} is a setting of its own: use train.{named[0]}")
+        return extra
+
+    @field_validator("limit_train_batches", "limit_val_batches", mode="before")
+    @classmethod
+    def _batch_limit(cls, limit):
+        if limit is None or (type(limit) is int and limit > 0):
+            return limit
+        if type(limit) is float and 0 < limit <= 1:
+            return limit
+        raise ValueError(
+            f"expected a number of batches >= 1, a share in (0, 1], or null (got {limit!r})"
+        )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, weights: str | None) -> str | None:
+        if weights in (None, "imagenet"):
+            return weights
+        path = _absolute(Path(weights))
+        if not path.is_file():
+            raise ValueError(f"{path}: weights file not found (or use null or imagenet)")
+        return str(path)
+
+    @field_validator("image_cache_dir")
+    @classmethod
+    def _absolute_cache(cls, path: Path | None) -> Path | None:
+        return _absolute(path)
+
+    @model_validator(mode="after")
+    def _mean_with_std(self) -> TrainSettings:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together: give both, or neither")
+        if self.num_nodes > 1 and self.strategy != "ddp":
+            raise ValueError("num_nodes above 1 needs strategy ddp")
+        return self
+
+    @model_validator(mode="after")
+    def _lr_find_in_one_process(self) -> TrainSettings:
+        # Each process would run its own range test and could pick its own rate.
+        several = self.num_nodes > 1 or (isinstance(self.devices, int) and self.devices > 1)
+        if self.lr_find != "off" and several:
+            raise ValueError(
+                "lr_find runs in one process: find the rate with devices 1 and num_nodes 1,"
+                " then set train.lr"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _compatible(self) -> TrainSettings:
+        if self.view_dropout > 0 and self.fusion == "concat":
+            raise ValueError(
+                "view_dropout needs fusion mean or attention: concat needs all four views"
+            )
+        if self.retrieval and self.objective == "regression":
+            raise ValueError("retrieval needs cells to search: objective classification or hybrid")
+        return self
+
+    def shaping(self) -> dict:
+        """The settings that decide what a fit computes (resume needs them unchanged)."""
+        return self.model_dump(mode="json", exclude=NO_TRAIN_SHAPE)
+
+
+class MapsSettings(Section):
+    offline: bool = Field(True, description="inline Leaflet: maps open with no network")
+    worst: NonNegativeInt = Field(6, description="worst predictions shown with their views")
+    top_cells: PositiveInt = Field(
+        TOP_CELLS,
+        description="likeliest cells (with probabilities) in predictions.csv and the popups",
+    )
+
+
+class Settings(Section):
+    name: str | None = Field(
+        None, description="run folder under the runs root; null: the config file's name"
+    )
+    # Factories, so that a default section is checked (paths included) when a config is loaded.
+    data: DataSettings = Field(default_factory=DataSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    grid: GridSettings = Field(default_factory=GridSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    maps: MapsSettings = Field(default_factory=MapsSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_run_name(name)
+
+    def to_yaml_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def _format_error(error: dict, known: dict[str, list[str]]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = ".".join(str(part) for part in error["loc"][:-1])
+        close = difflib.get_close_matches(str(error["loc"][-1]), known.get(parent, []), n=1)
+        hint = f"; did you mean {'.'.join(filter(None, [parent, close[0]]))}?" if close else ""
+        return f"{where}: unknown setting{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {error['input']!r})"
+
+
+def known_setting_problems(section: type[Section], values: dict) -> list[str]:
+    """How `values` fail to validate as `section` today, one line each (as a config's would).
+
+    For settings saved elsewhere (a checkpoint's), which may predate a change of the schema.
+    """
+    try:
+        section.model_validate(values)
+    except ValidationError as exc:
+        known = {"": list(section.model_fields)}
+        return [_format_error(error, known) for error in exc.errors()]
+    return []
+
+
+def _known_keys() -> dict[str, list[str]]:
+    known = {"": list(Settings.model_fields)}
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            known[name] = list(field.annotation.model_fields)
+    return known
+
+
+def _merged(path: Path | None, overrides: list[str]) -> dict:
+    """The config file (or nothing) with `key=value` overrides on top, as plain data."""
+    base = OmegaConf.create()
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: config not found") from None
+        except IsADirectoryError:
+            raise UserError(f"{path}: is a directory, not a config file") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: a config is a mapping of sections")
+        loaded.pop("history", None)  # a run's config.yaml also loads; its history is not a setting
+        base = OmegaConf.create(loaded)
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected key=value, e.g. train.max_epochs=3")
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"--set: {str(exc).splitlines()[0]}") from None
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Settings:
+    """Settings from a YAML file and overrides, checked; every problem found is one line."""
+    path = None if path is None else Path(path)
+    values = _merged(path, list(overrides))
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        known = _known_keys()
+        lines = [_format_error(error, known) for error in exc.errors()]
+        raise UserError("\n".join(lines)) from None
+    if settings.name is None:
+        name = path.stem if path is not None else "dev"
+        settings = settings.model_copy(update={"name": check_run_name(name)})
+    return settings
+
+
+def schema_markdown() -> str:
+    """The settings as Markdown tables, one per section: what the README shows."""
+    lines = []
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, Section)):
+            lines += [f"`{section}`: {field.description}", ""]
+            continue
+        lines += [f"**{section}**", "", "| setting | default | meaning |", "|---|---|---|"]
+        for name, sub in model.model_fields.items():
+            default = sub.get_default(call_default_factory=True)
+            if isinstance(default, Path):
+                default = str(default)
+            elif isinstance(default, list | tuple):
+                default = [str(v) if isinstance(v, Path) else v for v in default]
+            shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...")
+            lines.append(f"| `{name}` | `{shown.strip()}` | {sub.description} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
