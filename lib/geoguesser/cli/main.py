@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     from geoguesser.config import TOP_CELLS
-    from geoguesser.serve import app as served  # its defaults and limits, defined there once
+    from geoguesser.serve import limits as served  # its defaults and limits, defined there once
 
     serve = commands.add_parser(
         "serve", help="a local server (page, /predict, /models) for trained checkpoints"

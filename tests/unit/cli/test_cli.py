@@ -58,7 +58,7 @@ def test_validate_the_real_sample_layout_copy(tmp_path):
 
 
 def test_validate_deep_names_a_forged_header_that_the_fast_check_passes(dataset):
-    from test_datasets import declare_size, jpeg_bytes
+    from helpers.images import declare_size, jpeg_bytes
 
     (dataset / "images/loc-0002/180.jpg").write_bytes(declare_size(jpeg_bytes(64), 640, 640))
     assert run_cli("validate", dataset).returncode == 0
