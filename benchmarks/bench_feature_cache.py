@@ -19,8 +19,8 @@ from pytorch_lightning.callbacks import Callback
 
 from geoguesser.config import TrainSettings
 from geoguesser.data.enrich import prepare
-from geoguesser.data.layout import load_locations
 from geoguesser.data.synthetic import generate
+from geoguesser.data.validate import load_locations
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations
 from geoguesser.training.fit import train

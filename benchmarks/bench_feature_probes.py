@@ -35,7 +35,7 @@ from bench_real_sample import fold_of
 
 from geoguesser.config import load_settings
 from geoguesser.data.image_cache import decode_location
-from geoguesser.data.layout import load_locations
+from geoguesser.data.validate import load_locations
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.coords import haversine_km, to_latlon, to_projected

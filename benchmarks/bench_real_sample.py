@@ -34,7 +34,7 @@ import torch
 
 from geoguesser.config import TrainSettings, load_settings
 from geoguesser.data.enrich import prepare
-from geoguesser.data.layout import load_locations
+from geoguesser.data.validate import load_locations
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.coords import haversine_km, to_latlon, to_projected

@@ -25,8 +25,8 @@ import torch
 
 from geoguesser.config import PRECISIONS, TrainSettings
 from geoguesser.data.enrich import prepare
-from geoguesser.data.layout import load_locations
 from geoguesser.data.synthetic import generate
+from geoguesser.data.validate import load_locations
 from geoguesser.data.views import GeoDataModule
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations

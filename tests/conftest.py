@@ -104,7 +104,7 @@ def synthetic_dir(tmp_path_factory) -> Path:
 def enriched(synthetic_dir):
     """(table, cells, scaler, border) for the small synthetic dataset, 100 km cells."""
     from geoguesser.data.enrich import prepare
-    from geoguesser.data.layout import load_locations
+    from geoguesser.data.validate import load_locations
     from geoguesser.geo.borders import load_border
     from geoguesser.geo.splits import split_locations
 

@@ -23,7 +23,7 @@ from PIL import Image
 from conftest import REPO, make_dataset, tiny_config, tree_bytes
 from geoguesser.cli import main
 from geoguesser.data.enrich import prepare
-from geoguesser.data.layout import load_locations
+from geoguesser.data.validate import load_locations
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations
 from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD

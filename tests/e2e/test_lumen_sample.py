@@ -10,7 +10,7 @@ import pytest
 
 from conftest import LUMEN_SAMPLE, tree_snapshot
 from geoguesser.cli import main
-from geoguesser.data.layout import validate
+from geoguesser.data.validate import validate
 from geoguesser.geo.borders import load_border
 
 pytestmark = pytest.mark.skipif(

@@ -16,7 +16,7 @@ from geoguesser.errors import UserError, printable
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from geoguesser.data.layout import validate
+    from geoguesser.data.validate import validate
     from geoguesser.geo.borders import load_border
 
     if args.max_image_px < 1:
@@ -253,7 +253,7 @@ def _sample_coords(args: argparse.Namespace) -> int:
             raise UserError("give --n (how many points), or --fill-cells TARGET")
         points = sample_uniform(border, args.n, seed=args.seed)
     else:
-        from geoguesser.data.layout import load_locations
+        from geoguesser.data.validate import load_locations
         from geoguesser.geo.grid import make_cells
 
         if not args.dataset:

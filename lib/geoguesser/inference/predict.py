@@ -24,7 +24,8 @@ from geoguesser.atomic import write_csv
 from geoguesser.config import TOP_CELLS
 from geoguesser.data.image_cache import decode_view
 from geoguesser.data.images import IMAGE_FORMATS
-from geoguesser.data.layout import MAX_IMAGE_PX, check_image, validate
+from geoguesser.data.layout import MAX_IMAGE_PX, check_image
+from geoguesser.data.validate import validate
 from geoguesser.data.views import LocationDataset
 from geoguesser.errors import UserError, is_utf8_name, printable
 from geoguesser.geo.coords import haversine_km

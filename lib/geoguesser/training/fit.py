@@ -36,7 +36,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from geoguesser.atomic import atomic_path
 from geoguesser.config import TrainSettings
-from geoguesser.data.layout import check_views
+from geoguesser.data.validate import check_views
 from geoguesser.data.views import GeoDataModule
 from geoguesser.errors import UserError
 from geoguesser.model import retrieval

@@ -83,7 +83,7 @@ def settings_row(settings: Settings, config_file: Path | None) -> Row:
 def prepare_tables(settings: Settings) -> tuple[list[Row], Prepared | None]:
     """Steps 01-03 without writing: validation as step 01 does it, split, cells, enrichment."""
     from geoguesser.data.enrich import enrich
-    from geoguesser.data.layout import validate
+    from geoguesser.data.validate import validate
     from geoguesser.geo.borders import load_border
     from geoguesser.geo.grid import kept_cells, make_cells
     from geoguesser.geo.splits import split_locations

@@ -5,14 +5,8 @@ import pandas as pd
 import pytest
 
 from conftest import CROATIAN_POINTS, make_dataset, tree_snapshot, write_jpeg
-from geoguesser.data.layout import (
-    check_image,
-    images_root,
-    load_locations,
-    parse_coordinates,
-    validate,
-    view_paths,
-)
+from geoguesser.data.layout import check_image, images_root, parse_coordinates, view_paths
+from geoguesser.data.validate import load_locations, validate
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import load_border
 from helpers.images import declare_size, jpeg_bytes

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import tree_bytes, tree_snapshot
 from geoguesser.cli import main
-from geoguesser.data.layout import validate
 from geoguesser.data.streetview import STATE_DIR, Settings, download, read_key, read_points
+from geoguesser.data.validate import validate
 from geoguesser.errors import UserError
 from helpers.fake_streetview import KEY, FakeStreetView, panorama_at
 

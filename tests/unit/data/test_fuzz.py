@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from conftest import CROATIAN_POINTS, make_dataset, tree_bytes
 from geoguesser.cli import main
-from geoguesser.data.layout import check_image, load_locations
+from geoguesser.data.layout import check_image
+from geoguesser.data.validate import load_locations
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import check_inputs
 from helpers.images import jpeg_bytes

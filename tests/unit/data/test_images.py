@@ -18,7 +18,8 @@ from geoguesser.analysis.maps import decoded_views, write_view_sheets
 from geoguesser.cli import main
 from geoguesser.data.image_cache import ImageCache, decode_view
 from geoguesser.data.images import IMAGE_FORMATS
-from geoguesser.data.layout import check_image, load_locations
+from geoguesser.data.layout import check_image
+from geoguesser.data.validate import load_locations
 from geoguesser.data.views import LocationDataset
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import photo_files
