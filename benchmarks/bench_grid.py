@@ -13,7 +13,7 @@ import time
 import numpy as np
 import shapely
 
-from geoguesser.data.synthetic import Landscape
+from geoguesser.data.landscape import Landscape
 from geoguesser.geo.borders import load_border, load_coast
 from geoguesser.geo.coords import to_projected
 from geoguesser.geo.grid import assign_cells, kept_cells, make_cells

@@ -49,8 +49,8 @@ def naive_scenes(geography, lat, lon) -> list:
     """Landscape.scenes before issue 15, verbatim: each location recomputes whole arrays."""
     import numpy as np
 
+    from geoguesser.data.landscape import Scene, _sigmoid
     from geoguesser.data.layout import VIEWS
-    from geoguesser.data.synthetic import Scene, _sigmoid
     from geoguesser.geo.coords import to_projected
 
     self = geography
@@ -126,7 +126,7 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         start_mb, start = resident_mb(), time.perf_counter()
         generate(dataset, n, image_size, seed=0, progress=False)
     elif step in COMPARE:
-        from geoguesser.data.synthetic import Landscape
+        from geoguesser.data.landscape import Landscape
 
         geography = Landscape(border, load_coast())
         lat, lon = geography.sample(n, np.random.default_rng(0))
@@ -137,7 +137,7 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
             count = len(naive_scenes(geography, lat, lon))
         assert count == n
     elif step == "validate":
-        from geoguesser.data.layout import validate
+        from geoguesser.data.validate import validate
 
         start_mb, start = resident_mb(), time.perf_counter()
         report = validate([dataset], border=border)
@@ -145,7 +145,7 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
     elif step == "grid":
         from geoguesser.atomic import write_csv, write_text
         from geoguesser.data.enrich import prepare
-        from geoguesser.data.layout import load_locations
+        from geoguesser.data.validate import load_locations
         from geoguesser.geo.grid import write_cells
         from geoguesser.geo.splits import split_locations
 

@@ -18,7 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 
 import numpy as np  # noqa: E402
 
-from geoguesser.data.synthetic import Landscape, _canvas, _mix, generate, render_view  # noqa: E402
+from geoguesser.data.landscape import Landscape  # noqa: E402
+from geoguesser.data.painter import _canvas, _mix, render_view  # noqa: E402
+from geoguesser.data.synthetic import generate  # noqa: E402
 from geoguesser.geo.borders import load_border, load_coast  # noqa: E402
 
 

@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from geoguesser.data.layout import validate
-from geoguesser.data.synthetic import Landscape, generate, render_view
+from geoguesser.data.landscape import Landscape
+from geoguesser.data.painter import render_view
+from geoguesser.data.synthetic import generate
+from geoguesser.data.validate import validate
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import inside, load_border, load_coast
 
