@@ -3,10 +3,8 @@
 For each point the Street View Static API's metadata endpoint finds the nearest panorama
 within a radius; each panorama is kept once (its uuid is derived from its id), and its
 four views (headings 0, 90, 180, 270; 640 x 640; field of view 90; pitch 0) are downloaded
-with bounded concurrency, a request-rate limit (aiolimiter), and retries with exponential
-backoff and jitter (tenacity) on 429, 5xx, timeouts and broken connections, decided by the
-exception's type and the HTTP status, never by its text. A location is labelled with the
-panorama's own coordinates.
+with bounded concurrency through the API client (`geoguesser.data.streetview_client`:
+the request rate, the retries). A location is labelled with the panorama's own coordinates.
 
 It writes only into a folder it created: `--out` on a folder holding anything else (another
 dataset above all) is refused before any request, because appending to someone's data.csv
@@ -14,77 +12,41 @@ is writing into their dataset, and several dataset folders load together anyway.
 
 Nothing half-done looks done: the views of a location are written into a private partial
 folder and moved into `images/` only when all four are complete; an fsynced journal
-records every finished point; `data.csv` is rebuilt (atomically, and only when it changes)
-from the journal's locations whose four views are in `images/`, so a row never exists
-without its images and a failed run leaves the dataset as it was. An interrupted download
-resumes where it stopped and never fetches a finished location again.
+(`geoguesser.data.streetview_journal`) records every finished point; `data.csv` is rebuilt
+(atomically, and only when it changes) from the journal's locations whose four views are in
+`images/`, so a row never exists without its images and a failed run leaves the dataset as
+it was. An interrupted download resumes where it stopped and never fetches a finished
+location again.
 
 The API key comes from an environment variable or a file. It is sent only as a request
-parameter and never printed, logged or written: error messages are built here, never
+parameter and never printed, logged or written: error messages are built by the client, never
 copied from exceptions (whose text may carry the request URL).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import math
 import os
 import shutil
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pandas as pd
-from aiolimiter import AsyncLimiter
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 from tqdm.auto import tqdm
 
 from geoguesser.atomic import write_text
-from geoguesser.data.layout import CSV_NAME, VIEWS, check_image, parse_coordinates, read_csv_columns
+from geoguesser.data.layout import CSV_NAME, VIEWS, parse_coordinates, read_csv_columns
+from geoguesser.data.streetview_client import Stop, StreetViewClient, point_key
+from geoguesser.data.streetview_journal import Journal
 from geoguesser.errors import UserError
 
 DEFAULT_BASE_URL = "https://maps.googleapis.com/maps/api"
 KEY_ENV = "GOOGLE_MAPS_API_KEY"
 STATE_DIR = ".download"
 PANORAMA_NAMESPACE = uuidlib.UUID("8d9c8a3e-6f41-4c1e-9a55-2f8b1d0c7e21")
-CSV_COLUMNS = [
-    "uuid",
-    "latitude",
-    "longitude",
-    "pano_id",
-    "sample_latitude",
-    "sample_longitude",
-    "date",
-    "point",
-]
 CSV_EVERY = 50  # rewrite data.csv after this many new locations, so a kill loses little
-
-
-class Stop(Exception):
-    """A condition that ends the whole download (bad key, quota, network): message is key-free."""
-
-
-class _Transient(Exception):
-    """A failure worth another try."""
-
-
-class _HTTPStatus(_Transient):
-    def __init__(self, status: int):
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
-class _BadImage(_Transient):
-    """An image answer that is not a complete image (a connection cut short, an error page)."""
 
 
 @dataclass
@@ -193,49 +155,9 @@ def claim_folder(out: Path) -> None:
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
 
 
-class Journal:
-    """Append-only, fsynced record of finished points; a torn last line (a kill) is ignored."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.entries: list[dict] = []
-        if path.exists():
-            lines = path.read_text().splitlines()
-            for line in lines:
-                try:
-                    self.entries.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # only the last line can be torn
-            if len(self.entries) < len(lines):  # drop the torn line, atomically: never lose all
-                write_text(path, "".join(json.dumps(e) + "\n" for e in self.entries))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "a")  # noqa: SIM115 - kept open for the whole download
-
-    def append(self, entry: dict) -> None:
-        self.entries.append(entry)
-        self.handle.write(json.dumps(entry) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        self.handle.close()
-
-    def locations(self, images: Path) -> pd.DataFrame:
-        """The finished locations whose four views are in `images`: what data.csv may list."""
-        rows = [
-            e
-            for e in self.entries
-            if e["status"] == "ok"
-            and all((images / e["uuid"] / f"{h}.jpg").is_file() for h in VIEWS)
-        ]
-        return pd.DataFrame(rows, columns=["status", *CSV_COLUMNS])[CSV_COLUMNS]
-
-
-def _point_key(lat: float, lon: float) -> str:
-    return f"{lat:.7f},{lon:.7f}"  # as sent to the API
-
-
 class Downloader:
+    """One download into one folder: the points' panoramas, their views, the journal, data.csv."""
+
     def __init__(self, out: Path, key: str, settings: Settings):
         import aiohttp
 
@@ -244,87 +166,16 @@ class Downloader:
         self.state = out / STATE_DIR
         self.partial = self.state / "partial"
         self.images = out / "images"
-        self.limiter: AsyncLimiter | contextlib.nullcontext | None = None
+        self.client: StreetViewClient | None = None
         self.claimed: set[str] = set()
         self.summary = Summary()
         self.new_since_csv = 0
         self.journal: Journal | None = None
 
-    # --- HTTP -------------------------------------------------------------------------------
-
-    async def _get(self, session, endpoint: str, params: dict, what: str) -> bytes:
-        """One API answer, retried on transient failures; a Stop when they do not pass."""
-        settings, aiohttp = self.settings, self.aiohttp
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((_Transient, TimeoutError, aiohttp.ClientError)),
-            stop=stop_after_attempt(settings.retries + 1),
-            # Exponential backoff plus random jitter, so that workers do not retry in step.
-            wait=wait_exponential(multiplier=settings.backoff_s, max=60 * settings.backoff_s)
-            + wait_random(0, settings.backoff_s),
-            reraise=True,
-        )
-        host = urlsplit(settings.base_url).netloc
-        after = f"after {settings.retries} retries"
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._get_once(session, endpoint, params, what)
-        except _HTTPStatus as exc:
-            if exc.status == 429:
-                raise Stop(
-                    f"quota exhausted: {host} kept answering 429 Too Many Requests"
-                ) from None
-            raise Stop(
-                f"{what} requests to {host} keep failing (HTTP {exc.status}) {after}"
-            ) from None
-        except _BadImage:
-            raise Stop(f"image requests to {host} keep answering broken images {after}") from None
-        except aiohttp.ClientConnectorError:
-            raise Stop(f"network down: cannot connect to {host}") from None
-        except TimeoutError:
-            raise Stop(
-                f"network down: no answer from {host} within {settings.timeout_s:g} s"
-            ) from None
-        except aiohttp.ClientError as exc:
-            name = exc.__class__.__name__  # never str(exc): it may carry the URL, and the key
-            raise Stop(f"{what} requests to {host} keep failing ({name}) {after}") from None
-        raise AssertionError("unreachable: tenacity either returns or reraises")
-
-    async def _get_once(self, session, endpoint: str, params: dict, what: str) -> bytes:
-        url = f"{self.settings.base_url.rstrip('/')}/{endpoint}"
-        # The limiter spaces request starts; its exit does nothing, so holding it costs nothing.
-        async with self.limiter, session.get(url, params={**params, "key": self.key}) as response:
-            if response.status == 429 or response.status >= 500:
-                raise _HTTPStatus(response.status)
-            if response.status == 403:
-                raise Stop(f"the API refused a {what} request (HTTP 403): check the key and quota")
-            if response.status != 200:
-                raise Stop(f"the API answered HTTP {response.status} to a {what} request")
-            data = await response.read()
-        if what == "image" and check_image(data, deep=True):
-            raise _BadImage()
-        return data
-
-    async def _metadata(self, session, lat: float, lon: float) -> dict:
-        params = {"location": _point_key(lat, lon), "radius": str(self.settings.radius_m)}
-        data = await self._get(session, "streetview/metadata", params, "metadata")
-        try:
-            meta = json.loads(data)
-        except ValueError:
-            raise Stop("the metadata endpoint answered something that is not JSON") from None
-        if not isinstance(meta, dict):
-            raise Stop("the metadata endpoint answered JSON that is not an object")
-        status = meta.get("status")
-        if status == "REQUEST_DENIED":
-            raise Stop("the API rejected the key (REQUEST_DENIED)")
-        if status == "OVER_QUERY_LIMIT":
-            raise Stop("quota exhausted (OVER_QUERY_LIMIT)")
-        return meta
-
     # --- one point --------------------------------------------------------------------------
 
-    async def _point(self, session, index: int, lat: float, lon: float) -> None:
-        meta = await self._metadata(session, lat, lon)
+    async def _point(self, index: int, lat: float, lon: float) -> None:
+        meta = await self.client.metadata(lat, lon, self.settings.radius_m)
         status = meta.get("status")
         if status != "OK" or "pano_id" not in meta:
             self.summary.no_panorama += 1
@@ -350,30 +201,7 @@ class Downloader:
             return
         self.claimed.add(pano_id)
         location_id = str(uuidlib.uuid5(PANORAMA_NAMESPACE, pano_id))
-        final = self.images / location_id
-        if final.is_dir() and all((final / f"{h}.jpg").exists() for h in VIEWS):
-            self.summary.reused += 1  # moved into place before a kill, not yet journalled
-        else:
-            folder = self.partial / location_id
-            folder.mkdir(parents=True, exist_ok=True)
-            for heading in VIEWS:
-                target = folder / f"{heading}.jpg"
-                if target.exists():
-                    continue  # finished before an interruption
-                size, fov, pitch = self.settings.size, self.settings.fov, self.settings.pitch
-                params = {
-                    "pano": pano_id, "size": f"{size}x{size}", "heading": str(heading),
-                    "fov": str(fov), "pitch": str(pitch),
-                }  # fmt: skip
-                data = await self._get(session, "streetview", params, "image")
-                tmp = folder / f".{heading}.jpg.part"
-                tmp.write_bytes(data)
-                tmp.replace(target)
-            self.images.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                shutil.rmtree(final)  # an incomplete leftover of an older layout
-            folder.replace(final)
-            self.summary.downloaded += 1
+        await self._views(pano_id, location_id)
         self.journal.append({
             "status": "ok", "point": index, "pano_id": pano_id, "uuid": location_id,
             "latitude": pano_lat, "longitude": pano_lon, "sample_latitude": lat,
@@ -382,6 +210,33 @@ class Downloader:
         self.new_since_csv += 1
         if self.new_since_csv >= CSV_EVERY:
             self.write_csv()
+
+    async def _views(self, pano_id: str, location_id: str) -> None:
+        """The four views of a panorama into `images/<location_id>`, all of them or none."""
+        final = self.images / location_id
+        if final.is_dir() and all((final / f"{h}.jpg").exists() for h in VIEWS):
+            self.summary.reused += 1  # moved into place before a kill, not yet journalled
+            return
+        folder = self.partial / location_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for heading in VIEWS:
+            target = folder / f"{heading}.jpg"
+            if target.exists():
+                continue  # finished before an interruption
+            size, fov, pitch = self.settings.size, self.settings.fov, self.settings.pitch
+            params = {
+                "pano": pano_id, "size": f"{size}x{size}", "heading": str(heading),
+                "fov": str(fov), "pitch": str(pitch),
+            }  # fmt: skip
+            data = await self.client.get("streetview", params, "image")
+            tmp = folder / f".{heading}.jpg.part"
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        self.images.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)  # an incomplete leftover of an older layout
+        folder.replace(final)
+        self.summary.downloaded += 1
 
     def write_csv(self) -> None:
         """Rebuild data.csv from what the folder holds; left untouched when nothing changed."""
@@ -394,42 +249,41 @@ class Downloader:
     # --- the whole run ----------------------------------------------------------------------
 
     async def run(self, points: pd.DataFrame) -> Summary:
-        aiohttp = self.aiohttp
-        rate = self.settings.rate_per_s
-        # One request per 1/rate seconds (no burst): aiolimiter's bucket holds one request.
-        self.limiter = AsyncLimiter(1, 1 / rate) if rate else contextlib.nullcontext()
+        aiohttp, settings = self.aiohttp, self.settings
         # Done means these coordinates were visited, whatever their line in whichever
         # coordinates file: a second file into the same folder is not skipped by line number.
         done = {
-            _point_key(e["sample_latitude"], e["sample_longitude"])
+            point_key(e["sample_latitude"], e["sample_longitude"])
             for e in self.journal.entries
             if "sample_latitude" in e
         }
         self.claimed = {e["pano_id"] for e in self.journal.entries if e["status"] == "ok"}
         queue: asyncio.Queue = asyncio.Queue()
         for index in range(len(points)):
-            if _point_key(points.latitude.iat[index], points.longitude.iat[index]) not in done:
+            if point_key(points.latitude.iat[index], points.longitude.iat[index]) not in done:
                 queue.put_nowait(index)
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         progress = tqdm(
             total=len(points),
             initial=len(points) - queue.qsize(),
             desc="points",
-            disable=not self.settings.progress,
+            disable=not settings.progress,
         )
         lat, lon = points.latitude.to_numpy(), points.longitude.to_numpy()
 
-        async def worker(session) -> None:
+        async def worker() -> None:
             while not queue.empty():
                 index = queue.get_nowait()
-                await self._point(session, index, float(lat[index]), float(lon[index]))
+                await self._point(index, float(lat[index]), float(lon[index]))
                 progress.update()
 
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency)
+        connector = aiohttp.TCPConnector(limit=settings.concurrency)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            workers = [
-                asyncio.create_task(worker(session)) for _ in range(self.settings.concurrency)
-            ]
+            self.client = StreetViewClient(
+                session, self.key, settings.base_url, settings.rate_per_s,
+                settings.retries, settings.backoff_s, settings.timeout_s,
+            )  # fmt: skip
+            workers = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
             try:
                 await asyncio.gather(*workers)
             except Stop as stop:
