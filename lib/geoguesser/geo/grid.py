@@ -81,16 +81,7 @@ def make_cells(
     """
     if cell_deg is not None:
         cell_km = None
-    border_xy = gpd.GeoSeries([border], crs="EPSG:4326").to_crs(crs).iloc[0]
-    shapely.prepare(border_xy)
-    squares, row, col = _squares(border_xy, cell_km, cell_deg, crs)
-    touching = shapely.intersects(border_xy, squares)
-    squares, row, col = squares[touching], row[touching], col[touching]
-    land = shapely.intersection(squares, border_xy)
-    keep = ~shapely.is_empty(land) & (shapely.area(land) > 0)
-    land, row, col = land[keep], row[keep], col[keep]
-    if len(land) == 0:
-        raise UserError("the grid does not touch the border: check the border file and the CRS")
+    land, row, col = _land_squares(border, cell_km, cell_deg, crs)
 
     train_x, train_y = to_projected(train_lat, train_lon, crs)
     if len(train_x) == 0:
@@ -104,6 +95,40 @@ def make_cells(
     kept = n_train >= min_train
     label = np.where(kept, np.cumsum(kept) - 1, -1)
 
+    columns = {
+        "label": label,
+        "row": row,
+        "col": col,
+        "n_train": n_train,
+        "area_km2": shapely.area(land) / 1e6,
+    }
+    columns.update(_centroid_columns(land, owner, train_x, train_y, n_train, kept, crs))
+    cells = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(land, crs=crs).to_crs("EPSG:4326"))
+    cells.attrs.update(
+        {"crs": crs, "cell_km": cell_km, "cell_deg": cell_deg, "min_train": min_train}
+    )
+    return cells
+
+
+def _land_squares(
+    border: BaseGeometry, cell_km: float | None, cell_deg: float | None, crs: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The squares' land parts (projected) with their row and column: squares all at sea go."""
+    border_xy = gpd.GeoSeries([border], crs="EPSG:4326").to_crs(crs).iloc[0]
+    shapely.prepare(border_xy)
+    squares, row, col = _squares(border_xy, cell_km, cell_deg, crs)
+    touching = shapely.intersects(border_xy, squares)
+    squares, row, col = squares[touching], row[touching], col[touching]
+    land = shapely.intersection(squares, border_xy)
+    keep = ~shapely.is_empty(land) & (shapely.area(land) > 0)
+    land, row, col = land[keep], row[keep], col[keep]
+    if len(land) == 0:
+        raise UserError("the grid does not touch the border: check the border file and the CRS")
+    return land, row, col
+
+
+def _centroid_columns(land, owner, train_x, train_y, n_train, kept, crs: str) -> dict:
+    """The three centroids of each cell (see the module's docstring), projected and in degrees."""
     centroid = shapely.centroid(land)
     cx, cy = shapely.get_x(centroid), shapely.get_y(centroid)
     on_land = shapely.contains_xy(land, cx, cy)
@@ -113,14 +138,7 @@ def make_cells(
     with np.errstate(invalid="ignore", divide="ignore"):
         weight_x = np.bincount(owner, weights=train_x, minlength=len(land)) / n_train
         weight_y = np.bincount(owner, weights=train_y, minlength=len(land)) / n_train
-
-    columns = {
-        "label": label,
-        "row": row,
-        "col": col,
-        "n_train": n_train,
-        "area_km2": shapely.area(land) / 1e6,
-    }
+    columns = {}
     for kind, (x, y) in {
         "centroid": (cx, cy),
         "clipped": (clip_x, clip_y),
@@ -128,11 +146,7 @@ def make_cells(
     }.items():
         lat, lon = to_latlon(x, y, crs)
         columns.update({f"{kind}_x": x, f"{kind}_y": y, f"{kind}_lat": lat, f"{kind}_lon": lon})
-    cells = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(land, crs=crs).to_crs("EPSG:4326"))
-    cells.attrs.update(
-        {"crs": crs, "cell_km": cell_km, "cell_deg": cell_deg, "min_train": min_train}
-    )
-    return cells
+    return columns
 
 
 def kept_cells(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
