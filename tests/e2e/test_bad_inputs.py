@@ -20,7 +20,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, make_dataset, tiny_config, tree_bytes
 from geoguesser.cli import main
 from geoguesser.data.enrich import prepare
 from geoguesser.data.validate import load_locations
@@ -29,8 +28,12 @@ from geoguesser.geo.splits import split_locations
 from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator, write_checkpoint
+from helpers.configs import tiny_config
+from helpers.datasets import make_dataset
 from helpers.fake_streetview import KEY, FakeStreetView
 from helpers.images import declare_size, jpeg_bytes
+from helpers.paths import REPO
+from helpers.snapshots import tree_bytes
 
 SECTION = "## Bad input: what each command does with it"
 

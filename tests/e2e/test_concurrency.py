@@ -16,19 +16,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from conftest import (
-    REPO,
-    geoguesser,
-    pair_arguments,
-    pair_metrics,
-    set_args,
-    tiny_overrides,
-    tree_bytes,
-)
 from geoguesser.atomic import locked
 from geoguesser.cli import main
 from geoguesser.workflow.runs import IN_USE, LOCK_NAME, STEPS, mark_completed
 from geoguesser.workflow.sweeps import plan, write_summary
+from helpers.configs import set_args, tiny_overrides
+from helpers.paths import REPO
+from helpers.processes import geoguesser
+from helpers.snapshots import tree_bytes
+from helpers.sweeps import pair_arguments, pair_metrics
 
 TOGETHER = 8  # processes started at the same moment
 

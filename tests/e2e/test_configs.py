@@ -12,8 +12,9 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO, SHRINKING, shrunk
 from geoguesser.workflow.runs import STEPS
+from helpers.configs import SHRINKING, shrunk
+from helpers.paths import REPO
 
 CONFIGS = sorted(path.name for path in (REPO / "configs").glob("*.yaml"))
 

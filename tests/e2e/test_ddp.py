@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import HELPERS, fit_processes, geoguesser, set_args, tiny_overrides
 from geoguesser.config import load_settings
 from geoguesser.workflow.launch import launch_fit
 from geoguesser.workflow.runs import STEPS, completed_steps, mark_completed
+from helpers.configs import set_args, tiny_overrides
+from helpers.paths import HELPERS
+from helpers.processes import fit_processes, geoguesser
 
 TWO_PROCESSES = ["train.devices=2", "train.strategy=ddp", "train.accelerator=cpu"]
 # 80 locations: 61 train, 9 val, 10 test; 9 shards unevenly over two processes.

@@ -12,9 +12,10 @@ import subprocess
 import nbformat
 import pytest
 
-from conftest import geoguesser, set_args, tiny_overrides
 from helpers.browser import require_chromium
+from helpers.configs import set_args, tiny_overrides
 from helpers.lab_browser import lab_in_background, run_map_step, stop_lab, worst_test_location
+from helpers.processes import geoguesser
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import LUMEN_SAMPLE, tree_snapshot
 from geoguesser.cli import main
 from geoguesser.data.validate import validate
 from geoguesser.geo.borders import load_border
+from helpers.paths import LUMEN_SAMPLE
+from helpers.snapshots import tree_snapshot
 
 pytestmark = pytest.mark.skipif(
     not LUMEN_SAMPLE.exists(), reason="shared/data/lumen-sample is not here"

@@ -5,8 +5,8 @@ import ast
 import nbformat
 import pytest
 
-from conftest import REPO
 from geoguesser.workflow.runs import STEPS
+from helpers.paths import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 ON_DEMAND = ["06-compare-runs"]  # run by hand or papermill, never by `geoguesser run`

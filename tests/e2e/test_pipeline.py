@@ -21,19 +21,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import (
-    CLONE_MARK,
-    LUMEN_SAMPLE,
-    REPO,
-    fit_processes,
-    geoguesser,
-    set_args,
-    tiny_overrides,
-)
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
 from geoguesser.workflow.runs import MARKER, STEPS, first_unfinished, open_step
+from helpers.checkout import CLONE_MARK
+from helpers.configs import set_args, tiny_overrides
+from helpers.paths import LUMEN_SAMPLE, REPO
+from helpers.processes import fit_processes, geoguesser
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from geoguesser.cli import build_parser, run_members, split_lab_args
 from geoguesser.errors import UserError
+from helpers.paths import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^(```|~~~)")

@@ -13,9 +13,11 @@ import json
 
 import pytest
 
-from conftest import REPO, pair_arguments, pair_metrics, set_args, tiny_overrides
 from helpers.browser import require_program
+from helpers.configs import set_args, tiny_overrides
+from helpers.paths import REPO
 from helpers.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
+from helpers.sweeps import pair_arguments, pair_metrics
 
 WAIT_S = 1800  # a hang guard for both jobs on two CPUs, not a speed requirement
 CPU_TASKS = ["--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1"]

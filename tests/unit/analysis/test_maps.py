@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import CROATIAN_POINTS
 from geoguesser.analysis import maps
 from geoguesser.geo.borders import load_border
 from helpers import browser
+from helpers.datasets import CROATIAN_POINTS
 from helpers.pages import network_urls
 
 

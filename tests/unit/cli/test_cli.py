@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
-from conftest import make_dataset
 from geoguesser.cli import main
+from helpers.datasets import make_dataset
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

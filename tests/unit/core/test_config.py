@@ -6,10 +6,11 @@ import re
 import pytest
 import yaml
 
-from conftest import REPO, make_dataset
 from geoguesser.cli import main
 from geoguesser.config import Settings, load_settings, schema_markdown
 from geoguesser.errors import UserError
+from helpers.datasets import make_dataset
+from helpers.paths import REPO
 
 
 @pytest.fixture

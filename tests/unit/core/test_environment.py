@@ -6,7 +6,7 @@ import subprocess
 import tomllib
 import yaml
 
-from conftest import REPO
+from helpers.paths import REPO
 
 CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
 

@@ -1,7 +1,7 @@
 import torch
 
-from conftest import tiny_config
 from geoguesser.data.views import GeoDataModule, LocationDataset, augment, mirror_scene
+from helpers.configs import tiny_config
 
 
 def test_items_hold_four_uint8_views_in_order_and_targets(enriched):

@@ -4,12 +4,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import CROATIAN_POINTS, make_dataset, tree_snapshot, write_jpeg
 from geoguesser.data.layout import check_image, images_root, parse_coordinates, view_paths
 from geoguesser.data.validate import load_locations, validate
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import load_border
+from helpers.datasets import CROATIAN_POINTS, make_dataset, write_jpeg
 from helpers.images import declare_size, jpeg_bytes
+from helpers.snapshots import tree_snapshot
 
 
 def problems_of(*dirs, **kwargs) -> list[str]:

@@ -10,12 +10,12 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import tree_bytes, tree_snapshot
 from geoguesser.cli import main
 from geoguesser.data.streetview import STATE_DIR, Settings, download, read_key, read_points
 from geoguesser.data.validate import validate
 from geoguesser.errors import UserError
 from helpers.fake_streetview import KEY, FakeStreetView, panorama_at
+from helpers.snapshots import tree_bytes, tree_snapshot
 
 # Points around Zagreb (some share a panorama) and a few north of 45.5 (no panorama there).
 POINTS = [(45.30 + 0.01 * i, 15.90 + 0.013 * i) for i in range(12)] + [(45.6, 16.0), (45.7, 16.2)]
@@ -320,7 +320,7 @@ def test_a_failing_download_leaves_its_own_60_location_dataset_as_it_was(
 def test_another_60_location_dataset_is_refused_in_one_line_and_untouched(
     server, tmp_path, mode, capsys
 ):
-    from conftest import make_dataset
+    from helpers.datasets import make_dataset
 
     out = make_dataset(tmp_path / "theirs", points=SIXTY)
     before = tree_bytes(out)

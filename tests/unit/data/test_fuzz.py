@@ -20,13 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CROATIAN_POINTS, make_dataset, tree_bytes
 from geoguesser.cli import main
 from geoguesser.data.layout import check_image
 from geoguesser.data.validate import load_locations
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import check_inputs
+from helpers.datasets import CROATIAN_POINTS, make_dataset
 from helpers.images import jpeg_bytes
+from helpers.snapshots import tree_bytes
 
 FUZZ = settings(
     derandomize=True,

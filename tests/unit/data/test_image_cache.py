@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from conftest import tree_snapshot, write_jpeg
 from geoguesser.data.image_cache import ImageCache, decode_location, decode_view
+from helpers.datasets import write_jpeg
+from helpers.snapshots import tree_snapshot
 
 
 def test_cache_gives_the_same_arrays_as_direct_decoding(synthetic_dir, tmp_path):
@@ -17,7 +18,7 @@ def test_cache_gives_the_same_arrays_as_direct_decoding(synthetic_dir, tmp_path)
 
 
 def test_cache_is_reused_and_rebuilt_when_an_image_changes(tmp_path):
-    from conftest import make_dataset
+    from helpers.datasets import make_dataset
 
     root = make_dataset(tmp_path / "ds")
     uuids = [f"loc-{i:04d}" for i in range(6)]

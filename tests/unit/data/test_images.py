@@ -13,7 +13,6 @@ import io
 import pytest
 from PIL import EpsImagePlugin, Image, UnidentifiedImageError
 
-from conftest import make_dataset
 from geoguesser.analysis.maps import decoded_views, write_view_sheets
 from geoguesser.cli import main
 from geoguesser.data.image_cache import ImageCache, decode_view
@@ -23,6 +22,7 @@ from geoguesser.data.validate import load_locations
 from geoguesser.data.views import LocationDataset
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import photo_files
+from helpers.datasets import make_dataset
 
 OTHER_FORMATS = ["EPS", "TIFF", "GIF"]
 

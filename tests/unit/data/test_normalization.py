@@ -4,13 +4,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import tiny_config
 from geoguesser.config import load_settings
 from geoguesser.data.views import GeoDataModule, channel_stats
 from geoguesser.errors import UserError
 from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD, pretrained_normalization
 from geoguesser.model.locator import load_checkpoint
 from geoguesser.training.fit import train
+from helpers.configs import tiny_config
 
 HALF = [0.5, 0.5, 0.5]
 

@@ -2,11 +2,11 @@
 
 import torch
 
-from conftest import tiny_config
 from geoguesser.data.views import GeoDataModule, backbone_features
 from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator, band, load_checkpoint, write_checkpoint
+from helpers.configs import tiny_config
 
 
 def test_band_rows_of_a_view():

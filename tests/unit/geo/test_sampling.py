@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_dataset
 from geoguesser.cli import main
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import inside, load_border
 from geoguesser.geo.grid import assign_cells, make_cells
 from geoguesser.geo.sampling import sample_fill_cells, sample_uniform
+from helpers.datasets import make_dataset
 
 
 def test_uniform_points_are_inside_deterministic_and_spread_by_area():

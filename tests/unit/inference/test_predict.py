@@ -6,9 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_dataset, tiny_config, tree_bytes
 from geoguesser.cli import main
 from geoguesser.training.fit import train
+from helpers.configs import tiny_config
+from helpers.datasets import make_dataset
+from helpers.snapshots import tree_bytes
 
 
 @pytest.fixture(scope="module")

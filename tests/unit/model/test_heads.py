@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import geoguesser, tiny_config, write_jpeg
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import predict_table
@@ -16,6 +15,9 @@ from geoguesser.model.geography import Geography
 from geoguesser.model.locator import load_checkpoint
 from geoguesser.model.retrieval import RETRIEVAL_KEY, RetrievalIndex
 from geoguesser.training.fit import train
+from helpers.configs import tiny_config
+from helpers.datasets import write_jpeg
+from helpers.processes import geoguesser
 
 # --- fusion -------------------------------------------------------------------------------
 

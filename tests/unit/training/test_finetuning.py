@@ -1,9 +1,9 @@
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from conftest import tiny_config
 from geoguesser.model.backbones import backbone_blocks
 from geoguesser.training.fit import train
+from helpers.configs import tiny_config
 
 
 class ModeRecorder(Callback):

@@ -7,8 +7,8 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback
 
-from conftest import tiny_config
 from geoguesser.training.fit import train
+from helpers.configs import tiny_config
 
 
 class Crash(Callback):

@@ -10,13 +10,14 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from conftest import HELPERS, tiny_config
 from geoguesser.errors import UserError
 from geoguesser.geo.grid import write_cells
 from geoguesser.inference.predict import predict_table
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import load_checkpoint
 from geoguesser.training.fit import fit_fingerprint, train
+from helpers.configs import tiny_config
+from helpers.paths import HELPERS
 
 
 @pytest.mark.parametrize("objective", ["classification", "regression"])

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_dataset
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.workflow.compare import comparison_table, expand, load_runs
+from helpers.datasets import make_dataset
 
 
 def make_run(folder, overrides, test_mean, finished=True, synthetic=True, seed=0):

@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, set_args, tiny_config, tiny_overrides, tree_snapshot
 from geoguesser.cli import main
 from geoguesser.config import load_settings
 from geoguesser.model.backbones import TinyCNN
 from geoguesser.training.estimate import estimate_line, steps_per_epoch
 from geoguesser.training.fit import train
 from geoguesser.workflow import dryrun
+from helpers.configs import set_args, tiny_config, tiny_overrides
+from helpers.paths import REPO
+from helpers.snapshots import tree_snapshot
 
 DEMO = REPO / "configs" / "demo.yaml"
 ROWS = ["settings", "datasets", "split", "weights", "accelerator", "disk", "host memory",

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from shapely.geometry import box
 
-from conftest import REPO
 from geoguesser.analysis import maps
 from geoguesser.errors import UserError
 from geoguesser.progress import HEADLESS_ENV, _lines
@@ -30,6 +29,7 @@ from geoguesser.workflow.runs import (
     mark_completed,
     open_step,
 )
+from helpers.paths import REPO
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ import json
 
 import pytest
 
-from conftest import REPO, geoguesser, set_args, tiny_overrides
 from geoguesser.cli import main
 from geoguesser.errors import UserError
 from geoguesser.workflow.sweeps import member_name, plan, split_values
+from helpers.configs import set_args, tiny_overrides
+from helpers.paths import REPO
+from helpers.processes import geoguesser
 
 
 def test_values_split_at_top_level_commas_only():
