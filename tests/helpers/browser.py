@@ -23,6 +23,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers.* as a script
+from helpers.ports import free_port, wait_until_answering  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CUT_NETWORK = [
     # every host name fails to resolve, and anything not on 127.0.0.1 goes to a dead proxy
@@ -150,8 +153,6 @@ async def screenshot(page: Page, out: Path) -> Path:
 
 def serve_in_background(checkpoint: Path, port: int, extra=()) -> subprocess.Popen:
     """`geoguesser serve` (with `extra` options) as its own process, once /health answers."""
-    import urllib.request
-
     process = subprocess.Popen(
         [sys.executable, "-m", "geoguesser.cli", "serve", "--checkpoint", str(checkpoint),
          "--port", str(port), *extra],
@@ -159,31 +160,25 @@ def serve_in_background(checkpoint: Path, port: int, extra=()) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    for _ in range(1200):  # a bound on a hang: torch loads slowly on a loaded machine
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"geoguesser serve exited: {process.stderr.read()}") from None
-            time.sleep(0.1)
-    process.terminate()
-    raise TimeoutError("geoguesser serve did not answer /health")
+    wait_until_answering(
+        process,
+        f"http://127.0.0.1:{port}/health",
+        process.stderr,
+        "geoguesser serve exited",
+        "geoguesser serve did not answer /health",
+    )
+    return process
 
 
 def main(checkpoint: str, out: str, dataset: str = "data/synthetic") -> None:
     """Serve `checkpoint`, drop the four views of a synthetic location on the page, shoot."""
-    import socket
-
     import pandas as pd
 
     from geoguesser.data.layout import view_paths
 
     table = pd.read_csv(Path(dataset) / "data.csv", dtype={"uuid": str})
     photos = [path.read_bytes() for path in view_paths(dataset, table.uuid.iloc[0])]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = serve_in_background(Path(checkpoint), port)
 
     async def script(page: Page):

@@ -15,23 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers.*
 from helpers.browser import open_page, screenshot  # noqa: E402
+from helpers.ports import free_port, wait_until_answering  # noqa: E402
 
 LAB_OPTIONS = ["--no-browser", "--allow-root", "--LabApp.expose_app_in_browser=True"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def lab_in_background(
@@ -47,16 +39,11 @@ def lab_in_background(
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     root = f"http://127.0.0.1:{port}{base_url}"
-    for _ in range(1200):
-        try:
-            with urllib.request.urlopen(f"{root}api/status?token={token}", timeout=1):
-                return process, root, token
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"geoguesser open exited: {process.stdout.read()}") from None
-            time.sleep(0.1)
-    process.terminate()
-    raise TimeoutError("JupyterLab did not answer")
+    status = f"{root}api/status?token={token}"
+    wait_until_answering(
+        process, status, process.stdout, "geoguesser open exited", "JupyterLab did not answer"
+    )
+    return process, root, token
 
 
 def stop_lab(process: subprocess.Popen) -> None:

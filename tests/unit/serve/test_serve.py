@@ -25,6 +25,7 @@ from geoguesser.serve import app as serve
 from helpers import browser
 from helpers.configs import tiny_config
 from helpers.pages import network_urls
+from helpers.ports import free_port
 
 
 def save_checkpoint(path, enriched, **settings):
@@ -188,12 +189,6 @@ def test_the_page_loads_nothing_from_the_network(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert network_urls(page.text) == set()
     assert '"type": "Polygon"' in page.text or '"type": "MultiPolygon"' in page.text
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_bad_command_lines_are_one_line_exit_2(models, tmp_path, capsys):
