@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 DEMO_DATA := data/synthetic
 
-.PHONY: demo test bench lint format lab nbdime nbstripout print-nbstripout venv clean-venv sample-weights
+.PHONY: demo test docs bench lint format lab nbdime nbstripout print-nbstripout venv clean-venv sample-weights
 
 venv: $(STAMP)
 
@@ -32,6 +32,14 @@ sample-weights: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The documentation site (mkdocs.yml, docs/): built into site/ with --strict, as the tests build
+# it (a broken link or a page missing from the nav stops it), then served with live reload at the
+# address mkdocs prints, http://127.0.0.1:8000/ (DOCS_ARGS="--dev-addr 127.0.0.1:8001" to move it).
+DOCS_ARGS ?=
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve $(DOCS_ARGS)
 
 # Every CPU benchmark, growth from 1,000 to 64,000 locations included (about 40 minutes on
 # two cores), into one table: benchmarks/RESULTS.md.

@@ -1,7 +1,8 @@
-"""The README's table of bad inputs, run: each row's case gets the exit status and message it lists.
+"""The docs' table of bad inputs, run: each row's case gets the exit status and message it lists.
 
-The table is read from README.md, so that it cannot drift from what the commands do: a row
-without a case here, a case without a row, or a row whose message changed all fail.
+The table is read from docs/bad-input.md (the site's page "Bad input"), so that it cannot drift
+from what the commands do: a row without a case here, a case without a row, or a row whose
+message changed all fail.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from helpers.images import declare_size, jpeg_bytes
 from helpers.paths import REPO
 from helpers.snapshots import tree_bytes
 
-SECTION = "## Bad input: what each command does with it"
+PAGE = REPO / "docs" / "bad-input.md"
+SECTION = "# Bad input: what each command does with it"  # the page's title
 
 
-def readme_rows() -> dict[str, tuple[int, str]]:
-    """{case: (exit status, message)} from the README's table."""
-    lines = (REPO / "README.md").read_text().split(SECTION, 1)[1].splitlines()
+def page_rows() -> dict[str, tuple[int, str]]:
+    """{case: (exit status, message)} from the page's table, the first after its title."""
+    lines = PAGE.read_text().split(SECTION, 1)[1].splitlines()
     table = takewhile(
         lambda x: x.startswith("|"), dropwhile(lambda x: not x.startswith("|"), lines)
     )
@@ -404,7 +406,7 @@ CASES = {
 
 
 def test_the_table_lists_exactly_the_cases_tested():
-    assert list(readme_rows()) == list(CASES)
+    assert list(page_rows()) == list(CASES)
 
 
 @pytest.fixture
@@ -417,8 +419,8 @@ def server():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_bad_input_gets_what_the_readme_says(case, tmp_path, server, capsys):
-    status, message = readme_rows()[case]
+def test_each_bad_input_gets_what_the_page_says(case, tmp_path, server, capsys):
+    status, message = page_rows()[case]
     ds = make_dataset(tmp_path / "ds")
     with pytest.MonkeyPatch.context() as monkeypatch:
         argv = CASES[case](ds, tmp_path, server, monkeypatch)

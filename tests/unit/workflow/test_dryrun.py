@@ -162,4 +162,4 @@ def test_the_image_cache_is_sized_as_it_is_built(synthetic_dir, tmp_path):
     uuids = pd.read_csv(synthetic_dir / "data.csv", dtype={"uuid": str}).uuid.tolist()
     cache = ImageCache.open(tmp_path, synthetic_dir, uuids, 32, progress=False)
     assert cache.array.nbytes == array_bytes(len(uuids), 32)
-    assert array_bytes(1, 224) == 602_112  # README, Sizing: 0.602 MB a location at 224 px
+    assert array_bytes(1, 224) == 602_112  # docs/benchmarks.md, Sizing: 0.602 MB at 224 px
