@@ -717,14 +717,14 @@ __LEAFLET__
 
 def page_html(store: ModelStore) -> str:
     """The page: Leaflet and the default model's border inlined, so it needs no network."""
-    from geoguesser.analysis.maps import _leaflet_inline
+    from geoguesser.analysis.leaflet import leaflet_inline
     from geoguesser.geo.borders import load_border
 
     border = store.get(None).geography.border
     if border is None:
         border = load_border()
     geojson = json.dumps(shapely.geometry.mapping(border)).replace("<", "\\u003c")
-    return _PAGE.replace("__LEAFLET__", _leaflet_inline()).replace("__BORDER__", geojson)
+    return _PAGE.replace("__LEAFLET__", leaflet_inline()).replace("__BORDER__", geojson)
 
 
 # --- the command -----------------------------------------------------------------------------
