@@ -17,20 +17,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from shapely.geometry.base import BaseGeometry
 
-from geoguesser.analysis.maps import (
-    ERROR_CMAP,
-    ERROR_CMAP_RANGE,
-    ERROR_SCALE_KM,
-    LAND,
-    SPLIT_COLOURS,
-)
+from geoguesser.analysis.style import GUESS, INK, LAND, OKABE_ITO, SPLIT_COLOURS, TRUTH
 from geoguesser.atomic import atomic_path
 from geoguesser.data.image_cache import decode_location
 from geoguesser.data.layout import VIEWS
 
-# Okabe-Ito, the usual colour-blind-safe qualitative palette.
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000"]
-TRUTH, GUESS = "#0072B2", "#D55E00"
 VIEW_NAMES = ("N", "E", "S", "W")
 
 
@@ -74,7 +65,7 @@ def locations_figure(table: pd.DataFrame, border: BaseGeometry, title: str = "Lo
             group.latitude,
             s=4,
             label=f"{split} ({len(group)})",
-            c=SPLIT_COLOURS.get(split, "#333333"),
+            c=SPLIT_COLOURS.get(split, INK),
         )
     ax.set(title=title, xlabel="longitude", ylabel="latitude")
     ax.legend(markerscale=3, title="split")
@@ -227,19 +218,6 @@ def error_figure(
     fig.suptitle(title("Errors", split, first, synthetic))
     fig.tight_layout()
     return fig
-
-
-def error_colourbar(fig, ax, label: str = "error (km)"):
-    """A colour bar for the error colours the maps use."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
-
-    low, high = ERROR_CMAP_RANGE
-    cmap = LinearSegmentedColormap.from_list(
-        "errors", plt.get_cmap(ERROR_CMAP)(np.linspace(low, high, 64))
-    )
-    mappable = ScalarMappable(norm=Normalize(0, ERROR_SCALE_KM), cmap=cmap)
-    return fig.colorbar(mappable, ax=ax, label=label, extend="max")
 
 
 def calibration_bins(expected_km, actual_km, bins: int = 10) -> pd.DataFrame:
