@@ -42,6 +42,7 @@ from geoguesser.analysis.style import (
     ERROR_SCALE_KM,
     INK,
     LAND,
+    OUTLINE,
     SPLIT_COLOURS,
     error_colour,
 )
@@ -278,7 +279,7 @@ def cell_error_map(
         folium.GeoJson(
             shown.__geo_interface__,
             style_function=lambda feature: {
-                "color": "#555",
+                "color": OUTLINE,
                 "weight": 0.5,
                 "fillColor": error_colour(feature["properties"]["mean"]),
                 "fillOpacity": 0.75,

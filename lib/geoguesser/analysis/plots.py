@@ -17,7 +17,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from shapely.geometry.base import BaseGeometry
 
-from geoguesser.analysis.style import GUESS, INK, LAND, OKABE_ITO, SPLIT_COLOURS, TRUTH
+from geoguesser.analysis.style import (
+    GREY,
+    GUESS,
+    INK,
+    LAND,
+    OKABE_ITO,
+    OUTLINE,
+    SPLIT_COLOURS,
+    TRUTH,
+)
 from geoguesser.atomic import atomic_path
 from geoguesser.data.image_cache import decode_location
 from geoguesser.data.layout import VIEWS
@@ -52,7 +61,7 @@ def title(text: str, split: str | None = None, errors=None, synthetic: bool = Fa
 
 def draw_border(border: BaseGeometry, ax) -> None:
     gpd.GeoSeries([border], crs="EPSG:4326").plot(
-        ax=ax, color=LAND, edgecolor="#555", linewidth=0.6
+        ax=ax, color=LAND, edgecolor=OUTLINE, linewidth=0.6
     )
 
 
@@ -99,9 +108,9 @@ def cells_axes(
     kept.boundary.plot(ax=ax, color=OKABE_ITO[0], linewidth=0.5)
     handles = [Patch(facecolor="none", edgecolor=OKABE_ITO[0], label=f"class cell ({len(kept)})")]
     if len(dropped):
-        dropped.plot(ax=ax, facecolor="#999999", alpha=0.45, edgecolor="#666", hatch="///")
+        dropped.plot(ax=ax, facecolor=GREY, alpha=0.45, edgecolor="#666", hatch="///")
         handles.append(
-            Patch(facecolor="#999999", alpha=0.45, hatch="///", label=f"dropped ({len(dropped)})")
+            Patch(facecolor=GREY, alpha=0.45, hatch="///", label=f"dropped ({len(dropped)})")
         )
     if centroids:  # smallest last, so none hides another
         ax.scatter(kept.weighted_lon, kept.weighted_lat, s=22, c=OKABE_ITO[2], zorder=3)
@@ -240,7 +249,7 @@ def calibration_figure(
     expected_km, actual_km = np.asarray(expected_km, float), np.asarray(actual_km, float)
     binned = calibration_bins(expected_km, actual_km)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(expected_km, actual_km, s=6, alpha=0.35, color="#999", label="one location")
+    ax.scatter(expected_km, actual_km, s=6, alpha=0.35, color=GREY, label="one location")
     ax.plot(
         binned.expected_km,
         binned.actual_km,
@@ -249,7 +258,7 @@ def calibration_figure(
         label=f"mean of {len(binned)} equal-count bins",
     )
     top = float(np.nanmax(np.concatenate([expected_km, actual_km]))) if len(actual_km) else 1.0
-    ax.plot([0, top], [0, top], ls="--", color="#000", lw=1, label="identity: as expected")
+    ax.plot([0, top], [0, top], ls="--", color=OKABE_ITO[-1], lw=1, label="identity: as expected")
     rho = f", Spearman {spearman:.2f}" if spearman is not None else ""
     ax.set(
         xlabel="expected error (km), from the model's probabilities",

@@ -17,6 +17,8 @@ SPLIT_COLOURS = {"train": OKABE_ITO[0], "val": OKABE_ITO[1], "test": OKABE_ITO[2
 TRUTH, GUESS = OKABE_ITO[0], OKABE_ITO[3]
 INK = "#333333"  # the border's line, and a split without a colour of its own
 LAND = "#f2efe9"
+OUTLINE = "#555"  # thin lines over the land: cell outlines on maps, the border in figures
+GREY = "#999999"  # what is not the subject: dropped cells, single locations under the means
 
 ERROR_SCALE_KM = 150.0  # errors at or beyond this are the last colour
 ERROR_CMAP = "plasma"
