@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from geoguesser.analysis import maps
+from geoguesser.analysis import maps, style, view_sheets
 from geoguesser.data.image_cache import decode_location
 from geoguesser.data.layout import view_paths
 from geoguesser.data.synthetic import generate
@@ -96,7 +96,7 @@ def naive_map(frame: pd.DataFrame, border, dataset: Path, out: Path) -> None:
     m = maps.base_map(border)
     lines = folium.FeatureGroup(name="errors").add_to(m)
     for row in frame.itertuples(index=False):
-        colour = maps.error_colour(row.error_km)
+        colour = style.error_colour(row.error_km)
         uris = []
         for path in view_paths(dataset, row.uuid):
             buffer = io.BytesIO()
@@ -151,7 +151,7 @@ def inline(out: Path) -> tuple[float, float, int]:
     shown = maps.notebook_view(out)
     seconds = time.perf_counter() - started
     carried = shown.data.count("data:image/jpeg;base64,")  # one per sheet
-    return seconds, len(shown.data.encode()) / 1e6, carried * maps.VIEWS_PER_SHEET
+    return seconds, len(shown.data.encode()) / 1e6, carried * view_sheets.VIEWS_PER_SHEET
 
 
 def main() -> None:
@@ -178,7 +178,9 @@ def main() -> None:
         row_of = {uuid: i % args.distinct for i, uuid in enumerate(uuids)}
         sources = {
             f"image cache ({args.cache_px} px)": lambda uuid: decoded[row_of[uuid]],
-            f"JPEG files ({args.view_px} px)": maps.decoded_views(dict.fromkeys(uuids, dataset)),
+            f"JPEG files ({args.view_px} px)": view_sheets.decoded_views(
+                dict.fromkeys(uuids, dataset)
+            ),
         }
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"{os.cpu_count()} cores, load average {load} (a shared machine slows every figure)")

@@ -95,7 +95,7 @@ def free_port() -> int:
 def server_limits() -> tuple[int, int]:
     """(largest declared, largest decoded) pixels per image of the server started from here."""
     code = (
-        "from geoguesser import serve as s; "
+        "from geoguesser.serve import limits as s; "
         "print(s.MAX_PIXELS, getattr(s, 'MAX_DECODED_PIXELS', s.MAX_PIXELS))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from geoguesser.config import schema_markdown
+from helpers.paths import REPO
 
 DOCS = REPO / "docs"
 README = REPO / "README.md"

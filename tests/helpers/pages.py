@@ -2,7 +2,7 @@
 
 import re
 
-from geoguesser.analysis import maps
+from geoguesser.analysis.leaflet import leaflet_inline
 
 URL = re.compile(r"""https?://[^\s"'<>)\\]+""")
 # Links a reader may click (attributions), never fetched by the page itself.
@@ -11,7 +11,7 @@ ATTRIBUTION = ("https://leafletjs.com", "https://www.openstreetmap.org/copyright
 
 def network_urls(html: str) -> set[str]:
     """Every URL of the page outside the inlined Leaflet (whose comments cite bug trackers)."""
-    leaflet = maps._leaflet_inline()
+    leaflet = leaflet_inline()
     assert html.count(leaflet) == 1
     loads = re.findall(r"""<(?:script|link|img)[^>]+(?:src|href)=["']?(https?:[^"' >]+)""", html)
     assert loads == []  # nothing is loaded from the network, Leaflet included

@@ -2,15 +2,16 @@
 
 GPU boxes are often cut off, so the country border is always drawn as a layer, web tiles
 are an optional layer that starts hidden, and `offline=True` inlines Leaflet's JavaScript
-and CSS from the `django-js-lib-leaflet` package instead of linking a CDN.
+and CSS (`leaflet.leaflet_inline`) instead of linking a CDN.
 
 The error map scales by keeping the page small and the browser's work lazy: every location
 is one row of a compact JSON array drawn on a canvas by a few lines of our own JavaScript
-(one folium object per line and marker made a 29 MB page that took 12.5 s to build at
-3,000 locations). Each location's four views are one small JPEG strip in `views/` beside
-the HTML, which the browser fetches only when that popup opens. At country zoom the map
-shows one arrow per grid cell (mean truth to mean guess, coloured by mean error); zoomed in,
-every location's line appears, with its truth and its guess marked differently.
+(`templates/error_layer.js`; one folium object per line and marker made a 29 MB page that
+took 12.5 s to build at 3,000 locations). Each location's four views are one small JPEG strip
+in `views/` beside the HTML, which the browser fetches only when that popup opens. At country
+zoom the map shows one arrow per grid cell (mean truth to mean guess, coloured by mean
+error); zoomed in, every location's line appears, with its truth and its guess marked
+differently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import html
 import json
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -32,47 +32,25 @@ from branca.element import MacroElement
 from jinja2 import Template
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
-from PIL import Image
 from shapely.geometry.base import BaseGeometry
 
+from geoguesser.analysis.leaflet import leaflet_inline
+from geoguesser.analysis.map_boxes import box, header, header_text, legend
+from geoguesser.analysis.style import (
+    ERROR_CMAP,
+    ERROR_CMAP_RANGE,
+    ERROR_SCALE_KM,
+    INK,
+    LAND,
+    OUTLINE,
+    SPLIT_COLOURS,
+    error_colour,
+)
+from geoguesser.analysis.view_sheets import VIEW_PX, decoded_views, write_view_sheets
 from geoguesser.atomic import atomic_path
-from geoguesser.data.image_cache import decode_view
-from geoguesser.data.layout import view_paths
 
-ERROR_SCALE_KM = 150.0  # errors at or beyond this are the last colour
-LEGEND_STOPS_KM = (0, 10, 25, 50, 100, 150)
-# plasma is perceptually uniform and colour-blind safe; its pale yellow end is cut off so
-# that every line stays legible on the light land colour.
-ERROR_CMAP = "plasma"
-ERROR_CMAP_RANGE = (0.0, 0.85)
-LAND = "#f2efe9"
-# Okabe-Ito: distinguishable under every common colour-vision deficiency.
-SPLIT_COLOURS = {"train": "#0072B2", "val": "#E69F00", "test": "#009E73"}
 DETAIL_ZOOM = 9  # at this zoom and closer, one line per location
-VIEW_PX = 64  # small enough for 10 MB at 3,000 locations; shown 1.5x larger
 TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
-
-
-def error_colour(error_km: float) -> str:
-    low, high = ERROR_CMAP_RANGE
-    share = min(max(float(error_km), 0.0) / ERROR_SCALE_KM, 1.0)
-    return to_hex(colormaps[ERROR_CMAP](low + share * (high - low)))
-
-
-def _leaflet_inline() -> str:
-    static = resources.files("js_lib_leaflet") / "static" / "js_lib_leaflet"
-    css = (static / "leaflet.css").read_text()
-    for image in ("layers.png", "layers-2x.png", "marker-icon.png"):  # the icons the CSS points to
-        data = base64.b64encode((static / "images" / image).read_bytes()).decode()
-        css = css.replace(f"url(images/{image})", f"url(data:image/png;base64,{data})")
-    js = (static / "leaflet.js").read_text()
-    # folium builds popups with jQuery's $(html)[0]; offline, that one call is all it needs.
-    jquery_shim = (
-        "window.$ = window.$ || function (html) {"
-        " var t = document.createElement('template'); t.innerHTML = html.trim();"
-        " return [t.content.firstChild]; };"
-    )
-    return f"<style>{css}</style>\n<script>{js}</script>\n<script>{jquery_shim}</script>"
 
 
 def base_map(border: BaseGeometry, offline: bool = True, tiles: bool = True) -> folium.Map:
@@ -87,7 +65,7 @@ def base_map(border: BaseGeometry, offline: bool = True, tiles: bool = True) -> 
     )
     if offline:
         m.default_js, m.default_css = [], []
-        m.get_root().header.add_child(folium.Element(_leaflet_inline()))
+        m.get_root().header.add_child(folium.Element(leaflet_inline()))
     if tiles:
         folium.TileLayer(
             TILE_URL,
@@ -100,7 +78,7 @@ def base_map(border: BaseGeometry, offline: bool = True, tiles: bool = True) -> 
         gpd.GeoSeries([border], crs="EPSG:4326").__geo_interface__,
         name="border",
         style_function=lambda _: {
-            "color": "#333333",
+            "color": INK,
             "weight": 1.5,
             "fillColor": LAND,
             "fillOpacity": 0.6,
@@ -108,44 +86,6 @@ def base_map(border: BaseGeometry, offline: bool = True, tiles: bool = True) -> 
     ).add_to(m)
     m.fit_bounds([[south, west], [north, east]])
     return m
-
-
-def _box(html_text: str, where: str) -> folium.Element:
-    return folium.Element(
-        f'<div style="position:fixed;{where};z-index:1000;background:white;padding:6px 8px;'
-        f'border:1px solid #999;font:12px sans-serif">{html_text}</div>'
-    )
-
-
-def header_text(
-    what: str,
-    split: str,
-    errors_km: np.ndarray,
-    baseline_km: float | None = None,
-    synthetic: bool = False,
-) -> str:
-    """`SYNTHETIC · test · n=200 · mean 42.4 km · median 30.6 km · training-mean baseline ...`."""
-    parts = ["SYNTHETIC data"] if synthetic else []
-    parts += [what, split, f"n={len(errors_km)}"]
-    if len(errors_km):
-        parts += [f"mean {np.mean(errors_km):.1f} km", f"median {np.median(errors_km):.1f} km"]
-    if baseline_km is not None:
-        parts.append(f"always answering the training mean: {baseline_km:.1f} km")
-    return " · ".join(parts)
-
-
-def _header(text: str) -> folium.Element:
-    return _box(f"<b>{html.escape(text)}</b>", "top:10px;left:60px")
-
-
-def _legend(title: str, marks: str = "") -> folium.Element:
-    swatch = '<span style="background:{};width:14px;height:10px;display:inline-block"></span>'
-    labels = [f"{km:g} km" for km in LEGEND_STOPS_KM[:-1]] + [f"{LEGEND_STOPS_KM[-1]:g}+ km"]
-    rows = "".join(
-        f"<div>{swatch.format(error_colour(km))} {label}</div>"
-        for km, label in zip(LEGEND_STOPS_KM, labels, strict=True)
-    )
-    return _box(f"<b>{html.escape(title)}</b>{rows}{marks}", "bottom:30px;right:10px")
 
 
 def _save(m: folium.Map, out: str | Path) -> Path:
@@ -159,19 +99,28 @@ def _json(value) -> str:
     return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
-# --- views beside the map ----------------------------------------------------------------
+# --- the error map -------------------------------------------------------------------------
 
 
-VIEWS_PER_SHEET = 100
+class ErrorLayer(MacroElement):
+    """The lines and markers of an error map, drawn on a canvas from one JSON array."""
 
+    _template = Template(
+        (resources.files("geoguesser.analysis") / "templates" / "error_layer.js").read_text(
+            encoding="utf-8"
+        )
+    )
 
-def decoded_views(dataset_dirs: dict[str, str], size: int = VIEW_PX) -> Callable[[str], np.ndarray]:
-    """uuid -> its four views (4, size, size, 3), decoded from the dataset's JPEGs."""
-
-    def views(uuid: str) -> np.ndarray:
-        return np.stack([decode_view(path, size) for path in view_paths(dataset_dirs[uuid], uuid)])
-
-    return views
+    def __init__(self, rows: list, cells: list, detail_zoom: int = DETAIL_ZOOM):
+        super().__init__()
+        self._name = "ErrorLayer"
+        self.rows, self.cells = _json(rows), _json(cells)
+        low, high = ERROR_CMAP_RANGE
+        self.colours = _json([to_hex(colormaps[ERROR_CMAP](x)) for x in np.linspace(low, high, 32)])
+        self.scale = ERROR_SCALE_KM
+        self.detail_zoom = detail_zoom
+        self.view_px = round(VIEW_PX * 1.5)  # shown a little larger than stored
+        self.strip_px = 4 * self.view_px
 
 
 def cached_views(
@@ -191,158 +140,6 @@ def cached_views(
     }
     directory_of = dict(zip(table.uuid, table.dataset_dir, strict=True))
     return lambda uuid: np.asarray(caches[directory_of[uuid]][uuid])
-
-
-def _strip(views: np.ndarray, size: int) -> np.ndarray:
-    """Four views side by side, `size` pixels high: one resize (box-reduced first, fast)."""
-    strip = np.concatenate(list(views), axis=1)
-    if strip.shape[0] == size:
-        return strip
-    image = Image.fromarray(strip).resize(
-        (len(views) * size, size), Image.Resampling.BILINEAR, reducing_gap=1.0
-    )
-    return np.asarray(image)
-
-
-def write_view_sheets(
-    uuids, views: Callable[[str], np.ndarray], folder: str | Path, size: int = VIEW_PX
-) -> dict[str, tuple[str, int]]:
-    """Each location's four views as one row of a JPEG sheet of 100 rows in `folder`.
-
-    Sheets rather than a file per location: creating 10,000 small files costs more than
-    painting them, and a popup shows its row as a CSS background crop of the sheet.
-    Returns uuid -> (sheet path relative to the folder's parent, row).
-    """
-    folder = Path(folder)
-    uuids = list(dict.fromkeys(uuids))
-    chunks = [uuids[i : i + VIEWS_PER_SHEET] for i in range(0, len(uuids), VIEWS_PER_SHEET)]
-
-    def sheet(number: int) -> None:
-        rows = [_strip(views(uuid), size) for uuid in chunks[number]]
-        with atomic_path(folder / f"sheet-{number:04d}.jpg") as tmp:
-            Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="JPEG", quality=75)
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("sheet-*.jpg"):  # from an earlier build with more locations
-        stale.unlink()
-    with ThreadPoolExecutor() as pool:  # PIL releases the GIL while decoding and encoding
-        list(pool.map(sheet, range(len(chunks))))
-    return {
-        uuid: (f"{folder.name}/sheet-{i // VIEWS_PER_SHEET:04d}.jpg", i % VIEWS_PER_SHEET)
-        for i, uuid in enumerate(uuids)
-    }
-
-
-# --- the error map -------------------------------------------------------------------------
-
-_ERROR_LAYER_JS = """
-{% macro script(this, kwargs) %}
-(function () {
-  var map = {{ this._parent.get_name() }};
-  var rows = {{ this.rows }}, cells = {{ this.cells }}, colours = {{ this.colours }};
-  var renderer = L.canvas({padding: 0.5});
-  var scale = {{ this.scale }}, detailZoom = {{ this.detail_zoom }}, viewPx = {{ this.view_px }};
-  function colour(km) {
-    return colours[Math.min(colours.length - 1, Math.floor(km / scale * (colours.length - 1)))];
-  }
-  // the map pans a popup clear of the header box across the top
-  var popupOptions = {maxWidth: {{ this.strip_px + 40 }}, autoPanPaddingTopLeft: L.point(20, 70)};
-  function popup(r) {
-    var p = '<b>' + r[6] + '</b><br>error <b>' + r[4].toFixed(1) + ' km</b>'
-      + '<br>truth ' + r[0].toFixed(4) + ', ' + r[1].toFixed(4)
-      + '<br>guess ' + r[2].toFixed(4) + ', ' + r[3].toFixed(4);
-    if (r[7]) p += '<br>' + r[7];
-    // an inline copy carries its sheets as data: URIs, each once (see maps.inline_copy)
-    if (r[5]) p += '<div role="img" aria-label="views" style="margin-top:4px;width:'
-      + (4 * viewPx) + 'px;height:' + viewPx + 'px;background:url('
-      + ((window.geoguesserSheets || {})[r[5][0]] || r[5][0]) + ') 0 '
-      + (-r[5][1] * viewPx) + 'px/' + (4 * viewPx) + 'px auto"></div>'
-      + '<small>N &middot; E &middot; S &middot; W</small>';
-    else if (r[5] === 0) p += '<br><small>views: only those of the worst locations travel in this'
-      + ' copy; errors.html opened from disk has them all</small>';
-    return p;
-  }
-  var detail = null;
-  function buildDetail() {
-    detail = L.layerGroup();
-    rows.forEach(function (r) {
-      var c = colour(r[4]);
-      var line = L.polyline([[r[0], r[1]], [r[2], r[3]]],
-        {renderer: renderer, color: c, weight: 2, opacity: 0.85});
-      var guess = L.circleMarker([r[2], r[3]], {renderer: renderer, radius: 3, weight: 1.5,
-        color: c, fillColor: '#ffffff', fillOpacity: 1});
-      var truth = L.circleMarker([r[0], r[1]], {renderer: renderer, radius: 3.5, weight: 1,
-        color: '#222222', fillColor: c, fillOpacity: 1});
-      [line, guess, truth].forEach(function (layer) {
-        layer.on('click', function (e) {
-          L.popup(popupOptions).setLatLng(e.latlng)
-            .setContent(popup(r)).openOn(map);
-        });
-        detail.addLayer(layer);
-      });
-    });
-  }
-  var overview = L.layerGroup();
-  cells.forEach(function (g) {
-    var c = colour(g[4]);
-    var tip = g[6] + ': ' + g[5] + ' locations, mean error ' + g[4].toFixed(1)
-      + ' km<br>arrow: mean truth to mean guess; zoom in for each location';
-    overview.addLayer(L.polyline([[g[0], g[1]], [g[2], g[3]]],
-      {renderer: renderer, color: c, weight: 3, opacity: 0.9}).bindTooltip(tip));
-    overview.addLayer(L.circleMarker([g[2], g[3]], {renderer: renderer, radius: 3, weight: 2,
-      color: c, fillColor: '#ffffff', fillOpacity: 1}).bindTooltip(tip));
-    overview.addLayer(L.circleMarker([g[0], g[1]], {renderer: renderer, weight: 1,
-      radius: 3 + 2 * Math.sqrt(g[5]), color: '#222222', fillColor: c, fillOpacity: 0.8})
-      .bindTooltip(tip));
-  });
-  function update() {
-    if (map.getZoom() >= detailZoom) {
-      if (detail === null) buildDetail();
-      if (map.hasLayer(overview)) map.removeLayer(overview);
-      if (!map.hasLayer(detail)) map.addLayer(detail);
-    } else {
-      if (detail !== null && map.hasLayer(detail)) map.removeLayer(detail);
-      if (!map.hasLayer(overview)) map.addLayer(overview);
-    }
-  }
-  map.on('zoomend', update);
-  update();
-  // errors.html#uuid=ID opens on that location: a link to one bad prediction can be shared
-  var wanted = decodeURIComponent((location.hash.match(/^#uuid=(.+)$/) || [])[1] || '');
-  var escaped = wanted.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;').replace(/'/g, '&#x27;');
-  var found = rows.find(function (r) { return r[6] === escaped; });
-  if (found) {
-    map.setView([found[0], found[1]], Math.max(detailZoom + 1, map.getZoom()));
-    L.popup(popupOptions).setLatLng([found[0], found[1]])
-      .setContent(popup(found)).openOn(map);
-  }
-  // where the page has no address of its own (inline in a notebook): centre on one location
-  window.geoguesserCentre = function (uuid) {
-    var r = rows.find(function (row) { return row[6] === uuid; });
-    if (r) map.setView([r[0], r[1]], detailZoom + 1, {animate: false});
-    return r ? map.latLngToContainerPoint([r[0], r[1]]) : null;
-  };
-})();
-{% endmacro %}
-"""
-
-
-class ErrorLayer(MacroElement):
-    """The lines and markers of an error map, drawn on a canvas from one JSON array."""
-
-    _template = Template(_ERROR_LAYER_JS)
-
-    def __init__(self, rows: list, cells: list, detail_zoom: int = DETAIL_ZOOM):
-        super().__init__()
-        self._name = "ErrorLayer"
-        self.rows, self.cells = _json(rows), _json(cells)
-        low, high = ERROR_CMAP_RANGE
-        self.colours = _json([to_hex(colormaps[ERROR_CMAP](x)) for x in np.linspace(low, high, 32)])
-        self.scale = ERROR_SCALE_KM
-        self.detail_zoom = detail_zoom
-        self.view_px = round(VIEW_PX * 1.5)  # shown a little larger than stored
-        self.strip_px = 4 * self.view_px
 
 
 def _cell_texts(predictions: pd.DataFrame) -> list[str]:
@@ -440,7 +237,7 @@ def error_map(
     ErrorLayer(rows, cells).add_to(m)
     errors = predictions.error_km.to_numpy()
     m.get_root().html.add_child(
-        _header(header_text("error map", split, errors, baseline_km, synthetic))
+        header(header_text("error map", split, errors, baseline_km, synthetic))
     )
     marks = (
         '<div style="margin-top:4px">'
@@ -448,7 +245,7 @@ def error_map(
         f"<div>below zoom {DETAIL_ZOOM}: one arrow per cell,<br>"
         "mean truth to mean guess;<br>zoom in: each location, click for views</div>"
     )
-    m.get_root().html.add_child(_legend("error (km)", marks))
+    m.get_root().html.add_child(legend("error (km)", marks))
     folium.LayerControl().add_to(m)
     return _save(m, out)
 
@@ -482,7 +279,7 @@ def cell_error_map(
         folium.GeoJson(
             shown.__geo_interface__,
             style_function=lambda feature: {
-                "color": "#555",
+                "color": OUTLINE,
                 "weight": 0.5,
                 "fillColor": error_colour(feature["properties"]["mean"]),
                 "fillOpacity": 0.75,
@@ -500,8 +297,8 @@ def cell_error_map(
     others = ", ".join(splits[1:])
     if others:
         text += f" (layers: {others})"
-    m.get_root().html.add_child(_header(text))
-    m.get_root().html.add_child(_legend("mean error per cell"))
+    m.get_root().html.add_child(header(text))
+    m.get_root().html.add_child(legend("mean error per cell"))
     folium.LayerControl(collapsed=False).add_to(m)
     return _save(m, out)
 
@@ -518,7 +315,7 @@ def locations_map(
     m = base_map(border, offline=offline, tiles=tiles)
     rows = []
     for split, group in table.groupby("split"):
-        colour = SPLIT_COLOURS.get(split, "#333333")
+        colour = SPLIT_COLOURS.get(split, INK)
         layer = folium.FeatureGroup(name=f"{split} ({len(group)})").add_to(m)
         points = gpd.GeoDataFrame(
             geometry=gpd.points_from_xy(group.longitude.round(5), group.latitude.round(5)),
@@ -532,8 +329,8 @@ def locations_map(
         swatch = f'<span style="color:{colour}">&#9679;</span>'
         rows.append(f"<div>{swatch} {html.escape(str(split))} ({len(group)})</div>")
     prefix = "SYNTHETIC data · " if synthetic else ""
-    m.get_root().html.add_child(_header(f"{prefix}{len(table)} locations by split"))
-    m.get_root().html.add_child(_box("<b>split</b>" + "".join(rows), "bottom:30px;right:10px"))
+    m.get_root().html.add_child(header(f"{prefix}{len(table)} locations by split"))
+    m.get_root().html.add_child(box("<b>split</b>" + "".join(rows), "bottom:30px;right:10px"))
     folium.LayerControl(collapsed=False).add_to(m)
     return _save(m, out)
 

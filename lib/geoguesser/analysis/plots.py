@@ -17,20 +17,20 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from shapely.geometry.base import BaseGeometry
 
-from geoguesser.analysis.maps import (
-    ERROR_CMAP,
-    ERROR_CMAP_RANGE,
-    ERROR_SCALE_KM,
+from geoguesser.analysis.style import (
+    GREY,
+    GUESS,
+    INK,
     LAND,
+    OKABE_ITO,
+    OUTLINE,
     SPLIT_COLOURS,
+    TRUTH,
 )
 from geoguesser.atomic import atomic_path
 from geoguesser.data.image_cache import decode_location
 from geoguesser.data.layout import VIEWS
 
-# Okabe-Ito, the usual colour-blind-safe qualitative palette.
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000"]
-TRUTH, GUESS = "#0072B2", "#D55E00"
 VIEW_NAMES = ("N", "E", "S", "W")
 
 
@@ -61,7 +61,7 @@ def title(text: str, split: str | None = None, errors=None, synthetic: bool = Fa
 
 def draw_border(border: BaseGeometry, ax) -> None:
     gpd.GeoSeries([border], crs="EPSG:4326").plot(
-        ax=ax, color=LAND, edgecolor="#555", linewidth=0.6
+        ax=ax, color=LAND, edgecolor=OUTLINE, linewidth=0.6
     )
 
 
@@ -74,7 +74,7 @@ def locations_figure(table: pd.DataFrame, border: BaseGeometry, title: str = "Lo
             group.latitude,
             s=4,
             label=f"{split} ({len(group)})",
-            c=SPLIT_COLOURS.get(split, "#333333"),
+            c=SPLIT_COLOURS.get(split, INK),
         )
     ax.set(title=title, xlabel="longitude", ylabel="latitude")
     ax.legend(markerscale=3, title="split")
@@ -108,9 +108,9 @@ def cells_axes(
     kept.boundary.plot(ax=ax, color=OKABE_ITO[0], linewidth=0.5)
     handles = [Patch(facecolor="none", edgecolor=OKABE_ITO[0], label=f"class cell ({len(kept)})")]
     if len(dropped):
-        dropped.plot(ax=ax, facecolor="#999999", alpha=0.45, edgecolor="#666", hatch="///")
+        dropped.plot(ax=ax, facecolor=GREY, alpha=0.45, edgecolor="#666", hatch="///")
         handles.append(
-            Patch(facecolor="#999999", alpha=0.45, hatch="///", label=f"dropped ({len(dropped)})")
+            Patch(facecolor=GREY, alpha=0.45, hatch="///", label=f"dropped ({len(dropped)})")
         )
     if centroids:  # smallest last, so none hides another
         ax.scatter(kept.weighted_lon, kept.weighted_lat, s=22, c=OKABE_ITO[2], zorder=3)
@@ -229,19 +229,6 @@ def error_figure(
     return fig
 
 
-def error_colourbar(fig, ax, label: str = "error (km)"):
-    """A colour bar for the error colours the maps use."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
-
-    low, high = ERROR_CMAP_RANGE
-    cmap = LinearSegmentedColormap.from_list(
-        "errors", plt.get_cmap(ERROR_CMAP)(np.linspace(low, high, 64))
-    )
-    mappable = ScalarMappable(norm=Normalize(0, ERROR_SCALE_KM), cmap=cmap)
-    return fig.colorbar(mappable, ax=ax, label=label, extend="max")
-
-
 def calibration_bins(expected_km, actual_km, bins: int = 10) -> pd.DataFrame:
     """Locations in (at most) `bins` equal-count bins of expected error: means of both, count."""
     frame = pd.DataFrame({"expected_km": expected_km, "actual_km": actual_km}).dropna()
@@ -262,7 +249,7 @@ def calibration_figure(
     expected_km, actual_km = np.asarray(expected_km, float), np.asarray(actual_km, float)
     binned = calibration_bins(expected_km, actual_km)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(expected_km, actual_km, s=6, alpha=0.35, color="#999", label="one location")
+    ax.scatter(expected_km, actual_km, s=6, alpha=0.35, color=GREY, label="one location")
     ax.plot(
         binned.expected_km,
         binned.actual_km,
@@ -271,7 +258,7 @@ def calibration_figure(
         label=f"mean of {len(binned)} equal-count bins",
     )
     top = float(np.nanmax(np.concatenate([expected_km, actual_km]))) if len(actual_km) else 1.0
-    ax.plot([0, top], [0, top], ls="--", color="#000", lw=1, label="identity: as expected")
+    ax.plot([0, top], [0, top], ls="--", color=OKABE_ITO[-1], lw=1, label="identity: as expected")
     rho = f", Spearman {spearman:.2f}" if spearman is not None else ""
     ax.set(
         xlabel="expected error (km), from the model's probabilities",

@@ -85,7 +85,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from geoguesser.serve.app import serve
+    from geoguesser.serve.command import serve
 
     serve(
         args.checkpoint,

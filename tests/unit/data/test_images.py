@@ -13,7 +13,7 @@ import io
 import pytest
 from PIL import EpsImagePlugin, Image, UnidentifiedImageError
 
-from geoguesser.analysis.maps import decoded_views, write_view_sheets
+from geoguesser.analysis.view_sheets import decoded_views, write_view_sheets
 from geoguesser.cli import main
 from geoguesser.data.image_cache import ImageCache, decode_view
 from geoguesser.data.images import IMAGE_FORMATS

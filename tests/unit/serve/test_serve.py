@@ -22,6 +22,9 @@ from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator, write_checkpoint
 from geoguesser.serve import app as serve
+from geoguesser.serve import limits, uploads
+from geoguesser.serve.guards import Trust
+from geoguesser.serve.store import ModelStore
 from helpers import browser
 from helpers.configs import tiny_config
 from helpers.pages import network_urls
@@ -52,10 +55,10 @@ def models(enriched, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(models):
-    return serve.create_app(serve.ModelStore(models / "mean.ckpt", models))
+    return serve.create_app(ModelStore(models / "mean.ckpt", models))
 
 
-LOCAL = f"http://127.0.0.1:{serve.PORT}"  # where the server is reached: its Host is answered
+LOCAL = f"http://127.0.0.1:{limits.PORT}"  # where the server is reached: its Host is answered
 
 
 def local(app) -> TestClient:
@@ -143,7 +146,7 @@ def test_a_bad_request_is_one_sentence_and_the_server_keeps_serving(
 
 
 def test_a_request_over_the_size_cap_is_refused(models):
-    small = serve.create_app(serve.ModelStore(models / "mean.ckpt"), max_bytes=10_000)
+    small = serve.create_app(ModelStore(models / "mean.ckpt"), max_bytes=10_000)
     big = [("images", ("big.png", b"x" * 20_000, "image/png"))]
     response = local(small).post("/predict", files=big)
     assert response.status_code == 413 and "larger than" in response.json()["detail"]
@@ -166,7 +169,7 @@ def test_uploads_are_never_written_to_disk(client, monkeypatch):
 
 
 def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(models):
-    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"), wait_s=0.05)
+    app = serve.create_app(ModelStore(models / "mean.ckpt"), wait_s=0.05)
 
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
@@ -177,7 +180,7 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(mode
 
     batched = [r.json() for r in asyncio.run(ask_all())]
     assert max(app.state.batcher.batch_sizes) > 1 and sum(app.state.batcher.batch_sizes) == 8
-    alone = local(serve.create_app(serve.ModelStore(models / "mean.ckpt")))
+    alone = local(serve.create_app(ModelStore(models / "mean.ckpt")))
     for i, answer in enumerate(batched):
         single = alone.post("/predict", files=images(2, seed=10 * i)).json()
         assert answer["latitude"] == pytest.approx(single["latitude"], abs=1e-6)
@@ -243,14 +246,14 @@ def test_the_page_in_headless_chromium_shows_the_guess_with_no_network(models, t
 @pytest.mark.parametrize(
     "host, answered",
     [
-        (f"127.0.0.1:{serve.PORT}", True),
-        (f"localhost:{serve.PORT}", True),
-        (f"LocalHost:{serve.PORT}", True),
-        (f"[::1]:{serve.PORT}", True),
+        (f"127.0.0.1:{limits.PORT}", True),
+        (f"localhost:{limits.PORT}", True),
+        (f"LocalHost:{limits.PORT}", True),
+        (f"[::1]:{limits.PORT}", True),
         ("127.0.0.1:9", False),  # another port: another server's name
-        (f"evil.example:{serve.PORT}", False),  # a DNS-rebinding page's name for 127.0.0.1
+        (f"evil.example:{limits.PORT}", False),  # a DNS-rebinding page's name for 127.0.0.1
         ("evil.example", False),
-        (f"user@127.0.0.1:{serve.PORT}", False),
+        (f"user@127.0.0.1:{limits.PORT}", False),
         ("", False),
     ],
 )
@@ -264,8 +267,8 @@ def test_only_requests_addressed_to_the_server_are_answered(client, host, answer
 
 
 def test_allow_host_adds_a_name_and_a_bind_address_is_its_own_name(models):
-    trust = serve.Trust.of("192.168.1.5", 8001, allow_hosts=["box.lan", "proxy.lan:443"])
-    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"), trust=trust)
+    trust = Trust.of("192.168.1.5", 8001, allow_hosts=["box.lan", "proxy.lan:443"])
+    app = serve.create_app(ModelStore(models / "mean.ckpt"), trust=trust)
     client = TestClient(app, base_url="http://192.168.1.5:8001")
     assert client.get("/health").status_code == 200
     for host, status in [
@@ -279,13 +282,17 @@ def test_allow_host_adds_a_name_and_a_bind_address_is_its_own_name(models):
 
 
 def test_a_post_from_another_sites_page_is_refused_unless_allowed(models):
-    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"))
+    app = serve.create_app(ModelStore(models / "mean.ckpt"))
     client = local(app)
     foreign = {"origin": "http://evil.example"}
     refused = client.post("/predict", files=images(1), headers=foreign)
     assert refused.status_code == 403 and "--allow-origin" in refused.json()["detail"]
     assert app.state.batcher.batch_sizes == []  # refused before the model saw it
-    for origin in ["null", "https://127.0.0.1:8000", f"http://127.0.0.1:{serve.PORT}.evil.example"]:
+    for origin in [
+        "null",
+        "https://127.0.0.1:8000",
+        f"http://127.0.0.1:{limits.PORT}.evil.example",
+    ]:
         assert (
             client.post("/predict", files=images(1), headers={"origin": origin}).status_code == 403
         )
@@ -293,8 +300,8 @@ def test_a_post_from_another_sites_page_is_refused_unless_allowed(models):
     own = client.post("/predict", files=images(1), headers={"origin": LOCAL})
     assert own.status_code == 200  # the server's own page
 
-    trust = serve.Trust.of(serve.HOST, serve.PORT, allow_origins=["HTTP://Lab.Example:3000/"])
-    allowed = local(serve.create_app(serve.ModelStore(models / "mean.ckpt"), trust=trust))
+    trust = Trust.of(limits.HOST, limits.PORT, allow_origins=["HTTP://Lab.Example:3000/"])
+    allowed = local(serve.create_app(ModelStore(models / "mean.ckpt"), trust=trust))
     answer = allowed.post(
         "/predict", files=images(1), headers={"origin": "http://lab.example:3000"}
     )
@@ -325,7 +332,7 @@ def test_a_checkpoint_that_cannot_load_is_listed_unusable_and_answered_in_one_se
     models, tmp_path, capfd
 ):
     broken = broken_checkpoints(models / "mean.ckpt", tmp_path / "runs")
-    app = serve.create_app(serve.ModelStore(models / "mean.ckpt", tmp_path / "runs"))
+    app = serve.create_app(ModelStore(models / "mean.ckpt", tmp_path / "runs"))
     client = local(app)
     for name in broken:
         response = client.post("/predict", files=images(1), data={"model": name})
@@ -343,7 +350,7 @@ def test_a_checkpoint_that_cannot_load_is_listed_unusable_and_answered_in_one_se
 def test_a_folder_of_checkpoints_serves_the_first_that_loads(models, tmp_path):
     broken_checkpoints(models / "mean.ckpt", tmp_path / "runs")
     (tmp_path / "runs" / "zz.ckpt").write_bytes((models / "mean.ckpt").read_bytes())
-    store = serve.ModelStore(None, tmp_path / "runs")
+    store = ModelStore(None, tmp_path / "runs")
     store.load_default()
     assert store.default == "zz.ckpt"
     assert sorted(store.unusable) == ["folder.ckpt", "no-hp.ckpt", "random.ckpt", "shape.ckpt"]
@@ -413,7 +420,7 @@ def test_the_help_shows_the_serve_modules_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for default in (serve.PORT, serve.MAX_BATCH, serve.BATCH_WAIT_MS, serve.MAX_UPLOAD_MB):
+    for default in (limits.PORT, limits.MAX_BATCH, limits.BATCH_WAIT_MS, limits.MAX_UPLOAD_MB):
         assert f"(default {default})" in text
 
 
@@ -430,7 +437,7 @@ def encoded(size: int, format: str) -> bytes:
 def test_a_png_that_would_decode_past_the_cap_is_refused_before_decoding(client, monkeypatch):
     from PIL import ImageFile
 
-    monkeypatch.setattr(serve, "MAX_DECODED_PIXELS", 100 * 100)
+    monkeypatch.setattr(uploads, "MAX_DECODED_PIXELS", 100 * 100)
     decoded = []
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(
@@ -464,7 +471,7 @@ def test_no_more_photographs_decode_at_once_than_the_decode_slots(models, monkey
                 in_flight[0] -= 1
 
     monkeypatch.setattr(serve, "decode_upload", counted)
-    app = serve.create_app(serve.ModelStore(models / "mean.ckpt"), decode_slots=2)
+    app = serve.create_app(ModelStore(models / "mean.ckpt"), decode_slots=2)
 
     async def ask_all():
         transport = httpx.ASGITransport(app=app)
@@ -484,9 +491,9 @@ def test_a_client_that_hangs_up_mid_upload_is_no_error(app):
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", serve.PORT),
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", limits.PORT),
         "headers": [
-            (b"host", f"127.0.0.1:{serve.PORT}".encode()),
+            (b"host", f"127.0.0.1:{limits.PORT}".encode()),
             (b"content-type", b"multipart/form-data; boundary=xyz"),
             (b"content-length", b"100000"),
         ],
