@@ -52,6 +52,14 @@ def require_chromium() -> None:
     require_program(CHROMIUM, "headless Chromium")
 
 
+# What DevTools answers while the page is between documents (not an error of the page's own).
+NAVIGATING = (
+    "Inspected target navigated or closed",
+    "Execution context was destroyed",
+    "Cannot find context with specified id",
+)
+
+
 class Page:
     def __init__(self, ws):
         self.ws, self.next_id, self.requested = ws, 0, []
@@ -77,9 +85,16 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout: float = 120.0):  # a hang, not a pace
+        """Poll `expression` until it is truthy. A page that is navigating (a reload, a login
+        redirect) has no context to evaluate in for a moment: that reads as "not yet"."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
+            try:
+                value = await self.evaluate(expression)
+            except RuntimeError as exc:
+                if not any(sign in str(exc) for sign in NAVIGATING):
+                    raise
+                value = None
             if value:
                 return value
             await asyncio.sleep(0.1)
