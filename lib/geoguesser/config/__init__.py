@@ -1,9 +1,14 @@
 """The settings of a run: the schema, its checks, and loading a config file with overrides.
 
+`choices` (the options some settings offer), `checks` (what a type cannot say), `sections`
+(the pydantic schema, one class per section), `loading` (YAML and overrides into checked
+settings), `schema_doc` (the schema as Markdown).
+
 Core: imported by every stage, it imports no other part of geoguesser but `errors`.
 """
 
-from geoguesser.config.settings import (
+from geoguesser.config.checks import backbone_problem, check_run_name
+from geoguesser.config.choices import (
     CENTROID_KINDS,
     DECODINGS,
     FUSIONS,
@@ -14,6 +19,10 @@ from geoguesser.config.settings import (
     STRATEGIES,
     STRATEGY_PROBLEMS,
     TOP_CELLS,
+)
+from geoguesser.config.loading import known_setting_problems, load_settings
+from geoguesser.config.schema_doc import schema_markdown
+from geoguesser.config.sections import (
     DataSettings,
     GridSettings,
     MapsSettings,
@@ -21,11 +30,6 @@ from geoguesser.config.settings import (
     Settings,
     SplitSettings,
     TrainSettings,
-    backbone_problem,
-    check_run_name,
-    known_setting_problems,
-    load_settings,
-    schema_markdown,
 )
 
 __all__ = [

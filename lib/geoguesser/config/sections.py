@@ -13,101 +13,32 @@ are stored absolute, so a run's `config.yaml` means the same thing from anywhere
 
 from __future__ import annotations
 
-import difflib
-import importlib.util
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from geoguesser.config.checks import backbone_problem, check_run_name
+from geoguesser.config.choices import (
+    CENTROID_KINDS,
+    DECODINGS,
+    FUSIONS,
+    NO_TRAIN_SHAPE,
+    OBJECTIVES,
+    PRECISIONS,
+    STRATEGIES,
+    STRATEGY_PROBLEMS,
+    TOP_CELLS,
 )
-
-from geoguesser.errors import UserError
-
-# The choices some settings offer; the modules that implement them import them from here.
-OBJECTIVES = ("classification", "regression", "hybrid")
-FUSIONS = ("concat", "mean", "attention")
-DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
-CENTROID_KINDS = ("centroid", "clipped", "weighted")
-TOP_CELLS = 3  # the likeliest cells a prediction lists (maps.top_cells)
-
-RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
-NO_TRAIN_SHAPE = {
-    # Settings that change how fast or how loudly a fit runs, never what it computes.
-    "num_workers",
-    "image_cache_dir",
-    "progress_bar",
-    "log_every_n_steps",
-    "resume",
-}
-# Not in NO_TRAIN_SHAPE: devices, num_nodes and strategy change the batches each process
-# sees (and so the result), so a fit resumes only with the same number of processes.  # fmt: skip
-
-# Strategies a fit can use, and why the others cannot: the fit runs as a script process
-# (geoguesser train), its checkpoints are whole state dicts, and the feature cache and the
-# frozen phase assume every process holds the whole model.
-STRATEGIES = ("auto", "ddp")
-STRATEGY_PROBLEMS = {
-    "ddp_notebook": "fork-based, for notebook kernels; the fit runs as its own process: use ddp",
-    "ddp_fork": "fork-based, breaks once CUDA is touched before the fork: use ddp",
-    "ddp_spawn": "re-imports everything in each process and cannot span nodes: use ddp",
-    "ddp_find_unused_parameters_true": "use ddp (the frozen phase sets this itself)",
-    "fsdp": "shards the model, which the feature cache and the checkpoints do not expect",
-    "deepspeed": "shards the model, which the feature cache and the checkpoints do not expect",
-}
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
-def backbone_problem(name: str) -> str | None:
-    """Why backbone `name` cannot be built here, or None.
-
-    Here rather than in backbones.py so that checking a config imports torch only when the
-    name must be looked up in torchvision or timm: steps 01 to 03 never need torch.
-    """
-    if name == "tinycnn":
-        return None
-    if name.startswith("timm/"):
-        if importlib.util.find_spec("timm") is None:
-            return f"backbone {name} needs timm: pip install timm"
-        import timm
-
-        model_name = name.removeprefix("timm/")
-        return None if model_name in timm.list_models() else f"unknown timm backbone {model_name!r}"
-    import torchvision
-
-    if name not in torchvision.models.list_models(module=torchvision.models):
-        return (
-            f"unknown backbone {name!r}: use a torchvision classification model (e.g. resnet18, "
-            "resnext101_32x8d, efficientnet_b0, convnext_tiny), timm/<name>, or tinycnn"
-        )
-    return None
-
-
 def _absolute(path: Path | None) -> Path | None:
     return None if path is None else Path(path).expanduser().absolute()
-
-
-def check_run_name(name: str) -> str:
-    """A run name is one plain folder name: it can never point outside the runs root."""
-    if not RUN_NAME.fullmatch(name) or name in (".", ".."):
-        raise ValueError(
-            f"{name!r} is not a plain folder name (letters, digits and -_.=, only; not . or ..)"
-        )
-    return name
 
 
 class Section(BaseModel):
@@ -464,103 +395,3 @@ class Settings(Section):
 
     def to_yaml_dict(self) -> dict:
         return self.model_dump(mode="json")
-
-
-def _format_error(error: dict, known: dict[str, list[str]]) -> str:
-    where = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        parent = ".".join(str(part) for part in error["loc"][:-1])
-        close = difflib.get_close_matches(str(error["loc"][-1]), known.get(parent, []), n=1)
-        hint = f"; did you mean {'.'.join(filter(None, [parent, close[0]]))}?" if close else ""
-        return f"{where}: unknown setting{hint}"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "value_error":
-        return f"{where}: {message}"
-    return f"{where}: {message} (got {error['input']!r})"
-
-
-def known_setting_problems(section: type[Section], values: dict) -> list[str]:
-    """How `values` fail to validate as `section` today, one line each (as a config's would).
-
-    For settings saved elsewhere (a checkpoint's), which may predate a change of the schema.
-    """
-    try:
-        section.model_validate(values)
-    except ValidationError as exc:
-        known = {"": list(section.model_fields)}
-        return [_format_error(error, known) for error in exc.errors()]
-    return []
-
-
-def _known_keys() -> dict[str, list[str]]:
-    known = {"": list(Settings.model_fields)}
-    for name, field in Settings.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
-            known[name] = list(field.annotation.model_fields)
-    return known
-
-
-def _merged(path: Path | None, overrides: list[str]) -> dict:
-    """The config file (or nothing) with `key=value` overrides on top, as plain data."""
-    base = OmegaConf.create()
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path}: config not found") from None
-        except IsADirectoryError:
-            raise UserError(f"{path}: is a directory, not a config file") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: a config is a mapping of sections")
-        loaded.pop("history", None)  # a run's config.yaml also loads; its history is not a setting
-        base = OmegaConf.create(loaded)
-    for item in overrides:
-        key, sep, _ = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected key=value, e.g. train.max_epochs=3")
-    try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_container(merged, resolve=True)
-    except OmegaConfBaseException as exc:
-        raise UserError(f"--set: {str(exc).splitlines()[0]}") from None
-
-
-def load_settings(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Settings:
-    """Settings from a YAML file and overrides, checked; every problem found is one line."""
-    path = None if path is None else Path(path)
-    values = _merged(path, list(overrides))
-    try:
-        settings = Settings.model_validate(values)
-    except ValidationError as exc:
-        known = _known_keys()
-        lines = [_format_error(error, known) for error in exc.errors()]
-        raise UserError("\n".join(lines)) from None
-    if settings.name is None:
-        name = path.stem if path is not None else "dev"
-        settings = settings.model_copy(update={"name": check_run_name(name)})
-    return settings
-
-
-def schema_markdown() -> str:
-    """The settings as Markdown tables, one per section: what the README shows."""
-    lines = []
-    for section, field in Settings.model_fields.items():
-        model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, Section)):
-            lines += [f"`{section}`: {field.description}", ""]
-            continue
-        lines += [f"**{section}**", "", "| setting | default | meaning |", "|---|---|---|"]
-        for name, sub in model.model_fields.items():
-            default = sub.get_default(call_default_factory=True)
-            if isinstance(default, Path):
-                default = str(default)
-            elif isinstance(default, list | tuple):
-                default = [str(v) if isinstance(v, Path) else v for v in default]
-            shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...")
-            lines.append(f"| `{name}` | `{shown.strip()}` | {sub.description} |")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
