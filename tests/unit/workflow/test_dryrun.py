@@ -72,7 +72,9 @@ def test_an_impossible_disk_requirement_is_one_line_and_exit_2(
     synthetic_dir, tmp_path, scratch, capsys, monkeypatch
 ):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dryrun_machine.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 10, 10))
+    monkeypatch.setattr(
+        dryrun_machine.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 10, 10)
+    )
     assert dry_run(synthetic_dir, tmp_path, scratch[0]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
