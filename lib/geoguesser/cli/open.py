@@ -45,6 +45,8 @@ def _open(args: argparse.Namespace) -> int:
 
 
 def add_open(commands) -> None:
+    from geoguesser.workflow.runs import STEPS
+
     lab = commands.add_parser(
         "open",
         help="JupyterLab on a run's own copies of the notebooks (never the tracked ones)",
@@ -52,7 +54,10 @@ def add_open(commands) -> None:
     )
     lab.add_argument("name", metavar="RUN", help="run name under --runs (e.g. dev)")
     lab.add_argument(
-        "step", nargs="?", metavar="STEP", help="the step to open, e.g. 02 (default 01)"
+        "step",
+        nargs="?",
+        metavar="STEP",
+        help=f"the step to open, e.g. 02 (default {STEPS[0][:2]})",
     )
     lab.add_argument(
         "--config", type=Path, help="start the run from this config when it does not exist yet"
