@@ -1,7 +1,8 @@
 """The settings of a run: the schema, its checks, and loading a config file with overrides.
 
 `choices` (the options some settings offer), `checks` (what a type cannot say), `sections`
-(the pydantic schema, one class per section), `loading` (YAML and overrides into checked
+(the pydantic schema: data, split, grid, maps and the whole; `train_section` the train
+section, `base` what every section shares), `loading` (YAML and overrides into checked
 settings), `schema_doc` (the schema as Markdown).
 
 Core: imported by every stage, it imports no other part of geoguesser but `errors`.
@@ -29,8 +30,8 @@ from geoguesser.config.sections import (
     Section,
     Settings,
     SplitSettings,
-    TrainSettings,
 )
+from geoguesser.config.train_section import TrainSettings
 
 __all__ = [
     "CENTROID_KINDS",
