@@ -1,9 +1,15 @@
 """The settings of a run: the schema, its checks, and loading a config file with overrides.
 
+`choices` (the options some settings offer), `checks` (what a type cannot say), `sections`
+(the pydantic schema: data, split, grid, maps and the whole; `train_section` the train
+section, `base` what every section shares), `loading` (YAML and overrides into checked
+settings), `schema_doc` (the schema as Markdown).
+
 Core: imported by every stage, it imports no other part of geoguesser but `errors`.
 """
 
-from geoguesser.config.settings import (
+from geoguesser.config.checks import backbone_problem, check_run_name
+from geoguesser.config.choices import (
     CENTROID_KINDS,
     DECODINGS,
     FUSIONS,
@@ -14,19 +20,18 @@ from geoguesser.config.settings import (
     STRATEGIES,
     STRATEGY_PROBLEMS,
     TOP_CELLS,
+)
+from geoguesser.config.loading import known_setting_problems, load_settings
+from geoguesser.config.schema_doc import schema_markdown
+from geoguesser.config.sections import (
     DataSettings,
     GridSettings,
     MapsSettings,
     Section,
     Settings,
     SplitSettings,
-    TrainSettings,
-    backbone_problem,
-    check_run_name,
-    known_setting_problems,
-    load_settings,
-    schema_markdown,
 )
+from geoguesser.config.train_section import TrainSettings
 
 __all__ = [
     "CENTROID_KINDS",

@@ -13,7 +13,7 @@ from geoguesser.config import load_settings
 from geoguesser.model.backbones import TinyCNN
 from geoguesser.training.estimate import estimate_line, steps_per_epoch
 from geoguesser.training.fit import train
-from geoguesser.workflow import dryrun
+from geoguesser.workflow import dryrun_machine
 from helpers.configs import set_args, tiny_config, tiny_overrides
 from helpers.paths import REPO
 from helpers.snapshots import tree_snapshot
@@ -74,7 +74,9 @@ def test_an_impossible_disk_requirement_is_one_line_and_exit_2(
     synthetic_dir, tmp_path, scratch, capsys, monkeypatch
 ):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dryrun.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 10, 10))
+    monkeypatch.setattr(
+        dryrun_machine.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 10, 10)
+    )
     assert dry_run(synthetic_dir, tmp_path, scratch[0]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
@@ -109,7 +111,7 @@ def test_bf16_on_a_gpu_without_it_is_a_blocker(monkeypatch, synthetic_dir):
         monkeypatch.setattr(torch.cuda, name, value)
     overrides = ["train.accelerator=gpu", "train.precision=bf16-mixed"]
     settings = load_settings(DEMO, [f"data.dataset_dirs=[{synthetic_dir}]", *overrides])
-    row = dryrun.accelerator_row(settings)
+    row = dryrun_machine.accelerator_row(settings)
     assert row.result == "1 x Old GPU, 16.00 GB; bf16 not supported"
     assert row.blocker == "train.precision bf16-mixed: Old GPU does not support bf16; use 16-mixed"
 

@@ -1,0 +1,148 @@
+"""The settings schema: every setting of a run once, with its type, default and meaning.
+
+A config file holds only what differs from these defaults. `load_settings` merges the file
+with `--set key=value` overrides (OmegaConf, values parsed as YAML) and checks the result
+against the schema (pydantic) before anything runs, so a typo, a wrong type or an
+impossible value is one line naming the key, never a run that silently used a default.
+The same `Settings` object then travels to the notebooks, the data module and the model,
+under the same names.
+
+Relative paths resolve against the current directory, as for any command-line tool, and
+are stored absolute, so a run's `config.yaml` means the same thing from anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from geoguesser.config.base import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    absolute_path,
+)
+from geoguesser.config.checks import check_run_name
+from geoguesser.config.choices import TOP_CELLS
+from geoguesser.config.train_section import TrainSettings
+
+
+class DataSettings(Section):
+    dataset_dirs: list[Path] = Field(
+        default=[Path("data/synthetic")],
+        min_length=1,
+        description="dataset folders (data.csv + images/), merged; each needs a data.csv",
+    )
+    border: Path | None = Field(None, description="polygon file; null: the shipped Croatia")
+    country: str | None = Field(None, description="country name or ISO code inside `border`")
+    crs: str = Field("EPSG:3766", description="projected CRS for cells and regression targets")
+
+    @field_validator("dataset_dirs")
+    @classmethod
+    def _labelled_dirs(cls, dirs: list[Path]) -> list[Path]:
+        resolved = [absolute_path(d) for d in dirs]
+        for directory in resolved:
+            if not directory.is_dir():
+                raise ValueError(f"{directory}: no such dataset directory")
+            if not (directory / "data.csv").is_file():
+                raise ValueError(
+                    f"{directory}: no data.csv; unlabelled folders are for predict only"
+                )
+        return resolved
+
+    @field_validator("border")
+    @classmethod
+    def _border_exists(cls, border: Path | None) -> Path | None:
+        border = absolute_path(border)
+        if border is not None and not border.is_file():
+            raise ValueError(f"{border}: border file not found")
+        return border
+
+    @field_validator("crs")
+    @classmethod
+    def _projected_crs(cls, crs: str) -> str:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            parsed = CRS.from_user_input(crs)
+        except CRSError:
+            raise ValueError(f"{crs!r} is not a CRS pyproj knows") from None
+        if not parsed.is_projected:
+            raise ValueError(f"{crs!r} is not projected: cells and distances need metres")
+        return crs
+
+
+class SplitSettings(Section):
+    fractions: list[Annotated[float, Field(ge=0)]] = Field(
+        [0.8, 0.1, 0.1],
+        description="train, val, test shares; they sum to 1; val above 0, test may be 0",
+    )
+    seed: int = Field(0, description="seed of the split (and of `dataset_frac`'s sample)")
+    dataset_frac: float = Field(
+        1.0, gt=0, le=1, description="use this share of the locations (quick experiments)"
+    )
+    block_km: PositiveFloat | None = Field(
+        None, description="split whole square blocks of this size (km); null: random split"
+    )
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, fractions: list[float]):
+        if len(fractions) != 3:
+            raise ValueError(f"expected three shares, train, val and test (got {fractions})")
+        if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+            raise ValueError(f"{list(fractions)} sum to {sum(fractions):g}, not 1")
+        if fractions[0] == 0:
+            raise ValueError("the train share must be above 0")
+        if fractions[1] == 0:
+            # Nothing else could pick the best checkpoint or drive the plateau schedule.
+            raise ValueError(
+                "the val share must be above 0: validation picks the best checkpoint"
+                " (a 0 test share is allowed)"
+            )
+        return fractions
+
+
+class GridSettings(Section):
+    cell_km: PositiveFloat = Field(50.0, description="side of the square cells, km")
+    cell_deg: PositiveFloat | None = Field(
+        None, description="cells of this many degrees instead of `cell_km` (the original work)"
+    )
+    min_train: PositiveInt = Field(1, description="training locations a cell needs to be a class")
+    compare_km: list[PositiveFloat] = Field(
+        [150.0, 100.0, 50.0], description="cell sizes drawn side by side in 02-grid"
+    )
+
+
+class MapsSettings(Section):
+    offline: bool = Field(True, description="inline Leaflet: maps open with no network")
+    worst: NonNegativeInt = Field(6, description="worst predictions shown with their views")
+    top_cells: PositiveInt = Field(
+        TOP_CELLS,
+        description="likeliest cells (with probabilities) in predictions.csv and the popups",
+    )
+
+
+class Settings(Section):
+    name: str | None = Field(
+        None, description="run folder under the runs root; null: the config file's name"
+    )
+    # Factories, so that a default section is checked (paths included) when a config is loaded.
+    data: DataSettings = Field(default_factory=DataSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    grid: GridSettings = Field(default_factory=GridSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    maps: MapsSettings = Field(default_factory=MapsSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_run_name(name)
+
+    def to_yaml_dict(self) -> dict:
+        return self.model_dump(mode="json")
