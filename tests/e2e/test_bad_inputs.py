@@ -24,11 +24,12 @@ from conftest import REPO, make_dataset, tiny_config, tree_bytes
 from geoguesser.cli import main
 from geoguesser.data.enrich import prepare
 from geoguesser.data.layout import load_locations
+from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.model.checkpoint import write_checkpoint
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import GeoLocator, write_checkpoint
+from geoguesser.model.locator import GeoLocator
 from helpers.fake_streetview import KEY, FakeStreetView
 from helpers.images import declare_size, jpeg_bytes
 

@@ -199,7 +199,7 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     """The fit's data module and model over `table`, without caches (building them is the
     run's long work, and writes). The weights are checked on their own: random ones cost the
     same to train."""
-    from geoguesser.data.views import GeoDataModule
+    from geoguesser.data.datamodule import GeoDataModule
     from geoguesser.model.locator import GeoLocator
 
     train = settings.train.model_copy(
@@ -360,8 +360,8 @@ def measure_steps(settings: Settings, prepared: Prepared) -> tuple[Probe, object
     """
     import pytorch_lightning as pl
 
+    from geoguesser.training.callbacks import BatchSeed
     from geoguesser.training.finetuning import FreezeThenUnfreeze
-    from geoguesser.training.fit import BatchSeed
 
     s = settings.train
     phases = ["frozen"] * (s.freeze_epochs > 0) + ["unfrozen"] * (s.max_epochs > s.freeze_epochs)

@@ -1,7 +1,9 @@
 import torch
 
 from conftest import tiny_config
-from geoguesser.data.views import GeoDataModule, LocationDataset, augment, mirror_scene
+from geoguesser.data.datamodule import GeoDataModule
+from geoguesser.data.views import LocationDataset
+from geoguesser.model.augment import augment, mirror_scene
 
 
 def test_items_hold_four_uint8_views_in_order_and_targets(enriched):

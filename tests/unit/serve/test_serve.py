@@ -19,9 +19,10 @@ from PIL import Image
 
 from conftest import tiny_config
 from geoguesser.cli import main
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.model.checkpoint import write_checkpoint
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import GeoLocator, write_checkpoint
+from geoguesser.model.locator import GeoLocator
 from geoguesser.serve import app as serve
 from helpers import browser
 from helpers.pages import network_urls
