@@ -1,9 +1,9 @@
 """Checkpoint files: writing one without a Trainer, and the one checked loader of them.
 
 A checkpoint holds GeoLocator's hyper-parameters (geography, settings, normalization), its
-state_dict, the geoguesser format marker (locator.CHECKPOINT_FORMAT) and, optionally, the
-retrieval index. It is read as data only (weights_only=True), and everything wrong with a
-file is a UserError naming it, one line a problem.
+state_dict, the geoguesser format marker (checkpoint_contents.CHECKPOINT_FORMAT) and,
+optionally, the retrieval index. It is read as data only (weights_only=True), and
+everything wrong with a file is a UserError naming it, one line a problem.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 from geoguesser.atomic import atomic_path
 from geoguesser.config import TrainSettings
 from geoguesser.errors import UserError
-from geoguesser.model.locator import CHECKPOINT_FORMAT, GeoLocator
+from geoguesser.model.checkpoint_contents import CHECKPOINT_FORMAT
+from geoguesser.model.locator import GeoLocator
 
 HPARAMS = ("geography", "settings", "mean", "std")  # GeoLocator's arguments, as saved
 MAX_WEIGHT_LINES = 20  # a checkpoint of another network would name every one of its tensors

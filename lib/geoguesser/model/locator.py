@@ -1,11 +1,9 @@
 """The LightningModule: the multi-view network's loss, metrics and decoding (GeoLocator).
 
-The network itself is network.MultiViewNet, kept as `net` (its parameters are the
-checkpoints' `net.*` keys); the losses are loss.py's, the optimizer optimization.py's, the
-files checkpoint.py's. Retrieval (retrieval.py) may refine a guess among the top cells.
-The normalization and the geography travel in the hyper-parameters, so a checkpoint alone
-turns photographs into coordinates. The fine-tuning schedule is training.finetuning's, the
-feature cache the data module's.
+The network is network.MultiViewNet, kept as `net` (the checkpoints' `net.*` keys); the
+losses are loss.py's, the files checkpoint.py's, the fine-tuning schedule training's.
+Retrieval (retrieval.py) may refine a guess among the top cells. The normalization and the
+geography travel in the hyper-parameters: a checkpoint alone turns photographs into places.
 """
 
 from __future__ import annotations
@@ -14,28 +12,25 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from geoguesser import __version__
 from geoguesser.config import TOP_CELLS, TrainSettings
 from geoguesser.errors import UserError
 from geoguesser.model.augment import augment
+from geoguesser.model.checkpoint_contents import CheckpointContents
 from geoguesser.model.evaluation import EvaluationSteps
 from geoguesser.model.fusion import concat_refusal, drop_views
 from geoguesser.model.geography import Geography
 from geoguesser.model.loss import objective_loss
 from geoguesser.model.network import MultiViewNet
 from geoguesser.model.objectives import n_outputs, split_hybrid
-from geoguesser.model.optimization import locator_optimization
-from geoguesser.model.retrieval import RETRIEVAL_KEY, RetrievalIndex, refined
-
-# 3: geography.Geography's dict; settings with mean/std (TrainSettings).
-# 4: fusion as a module (net.fusion.*, attention's scorer); hybrid heads; "retrieval" index.
-CHECKPOINT_FORMAT = 4
+from geoguesser.model.optimization import OptimizerSteps
+from geoguesser.model.retrieval import RetrievalIndex, refined
 
 
-class GeoLocator(EvaluationSteps, pl.LightningModule):
+class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.LightningModule):
     """Network, loss, metrics and decoding: cells by cross-entropy, or normalized x/y by MSE.
 
-    Validation and test steps, and their metrics, are evaluation.EvaluationSteps'.
+    Its validation and test steps are evaluation.py's, its optimizer optimization.py's, what
+    it adds to a checkpoint checkpoint_contents.py's (mixins).
 
     `geography` is a geography.Geography (or its dict, from a checkpoint); `settings` the run's
     training settings (config.TrainSettings, or its dict); `mean`/`std` the normalization.
@@ -130,27 +125,3 @@ class GeoLocator(EvaluationSteps, pl.LightningModule):
         n = len(batch["label"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
-
-    def configure_optimizers(self):
-        return locator_optimization(self)
-
-    def lr_scheduler_step(self, scheduler, metric) -> None:
-        """Per-step schedulers only: finetuning.EpochSchedulers steps the per-epoch ones."""
-        configs = self.trainer.lr_scheduler_configs
-        if any(c.scheduler is scheduler and c.interval == "step" for c in configs):
-            scheduler.step()
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["geoguesser"] = {"format": CHECKPOINT_FORMAT, "version": __version__}
-        if self.retrieval is not None:
-            checkpoint[RETRIEVAL_KEY] = self.retrieval.to_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """A checkpoint's retrieval index (retrieval.attach wrote it) comes with its weights.
-
-        A checkpoint without one leaves the index in memory as it is: under DDP another
-        process may test from the best checkpoint before rank 0 has written the index into it.
-        """
-        index = checkpoint.get(RETRIEVAL_KEY)
-        if index is not None:
-            self.retrieval = RetrievalIndex.from_dict(index)

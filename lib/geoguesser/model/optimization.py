@@ -54,13 +54,22 @@ def optimization(settings: TrainSettings, head: list, backbone: list, total_step
     return {"optimizer": optimizer, "lr_scheduler": config}
 
 
-def locator_optimization(module) -> dict:
-    """`configure_optimizers` of a GeoLocator: its head's parameters (all but the backbone's),
-    and the backbone stages that train once unfrozen, with their own learning rate."""
-    head = [p for name, p in module.named_parameters() if not name.startswith("net.backbone.")]
-    _, trainable = split_backbone(module.net.backbone, module.settings.unfreeze_blocks)
-    backbone = [p for part in trainable for p in part.parameters()]
-    # Only OneCycle needs the step count (counting makes a train loader, early).
-    onecycle = module.settings.scheduler == "onecycle"
-    total = module.trainer.estimated_stepping_batches if onecycle else 0
-    return optimization(module.settings, head, backbone, total)
+class OptimizerSteps:
+    """configure_optimizers and lr_scheduler_step of a GeoLocator (its `net` and `settings`)."""
+
+    def configure_optimizers(self):
+        """The head's parameters (all but the backbone's), and the backbone stages that train
+        once unfrozen, with their own learning rate."""
+        head = [p for name, p in self.named_parameters() if not name.startswith("net.backbone.")]
+        _, trainable = split_backbone(self.net.backbone, self.settings.unfreeze_blocks)
+        backbone = [p for module in trainable for p in module.parameters()]
+        # Only OneCycle needs the step count (counting makes a train loader, early).
+        onecycle = self.settings.scheduler == "onecycle"
+        total = self.trainer.estimated_stepping_batches if onecycle else 0
+        return optimization(self.settings, head, backbone, total)
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Per-step schedulers only: finetuning.EpochSchedulers steps the per-epoch ones."""
+        configs = self.trainer.lr_scheduler_configs
+        if any(c.scheduler is scheduler and c.interval == "step" for c in configs):
+            scheduler.step()
