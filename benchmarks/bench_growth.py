@@ -176,7 +176,7 @@ def run_step(step: str, n: int, work: Path, image_size: int) -> dict:
         train(config, table, cells, scaler, work / "run", border)
     elif step == "predict":
         from geoguesser.atomic import write_csv
-        from geoguesser.data.views import IMAGENET_MEAN, IMAGENET_STD
+        from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
         from geoguesser.inference.predict import predict_table
         from geoguesser.model.geography import Geography
         from geoguesser.model.locator import GeoLocator

@@ -42,12 +42,13 @@ def save_model(path: Path, backbone: str, image_size: int) -> Path:
     """An untrained classifier over the shipped border's 50 km grid, saved as training does."""
     from geoguesser.config import TrainSettings
     from geoguesser.data.enrich import prepare
+    from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from geoguesser.geo.borders import load_border
     from geoguesser.geo.sampling import sample_uniform
     from geoguesser.geo.splits import split_locations
-    from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from geoguesser.model.checkpoint import write_checkpoint
     from geoguesser.model.geography import Geography
-    from geoguesser.model.locator import GeoLocator, write_checkpoint
+    from geoguesser.model.locator import GeoLocator
 
     border = load_border()
     points = sample_uniform(border, 400, seed=0)

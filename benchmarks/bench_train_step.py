@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from geoguesser.config import PRECISIONS, TrainSettings
+from geoguesser.data.datamodule import GeoDataModule
 from geoguesser.data.enrich import prepare
 from geoguesser.data.synthetic import generate
 from geoguesser.data.validate import load_locations
-from geoguesser.data.views import GeoDataModule
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations
 from geoguesser.model.geography import Geography

@@ -56,7 +56,7 @@ def enriched(synthetic_dir):
 @pytest.fixture(scope="session")
 def small_model(enriched):
     """An untrained tinycnn GeoLocator over the first three cells, with its geography."""
-    from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
     from geoguesser.model.geography import Geography
     from geoguesser.model.locator import GeoLocator
 

@@ -23,12 +23,13 @@ from PIL import Image
 
 from geoguesser.cli import main
 from geoguesser.data.enrich import prepare
+from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from geoguesser.data.validate import load_locations
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.splits import split_locations
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.model.checkpoint import write_checkpoint
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import GeoLocator, write_checkpoint
+from geoguesser.model.locator import GeoLocator
 from helpers.configs import tiny_config
 from helpers.datasets import make_dataset
 from helpers.fake_streetview import KEY, FakeStreetView

@@ -29,8 +29,9 @@ from geoguesser.data.validate import validate
 from geoguesser.data.views import LocationDataset
 from geoguesser.errors import UserError, is_utf8_name, printable
 from geoguesser.geo.coords import haversine_km
+from geoguesser.model.checkpoint import load_checkpoint
 from geoguesser.model.fusion import concat_refusal
-from geoguesser.model.locator import GeoLocator, load_checkpoint
+from geoguesser.model.locator import GeoLocator
 from geoguesser.progress import progress as progress_of
 
 # The competition's columns, and the confidence --with-confidence adds: what predict writes,

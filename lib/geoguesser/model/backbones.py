@@ -16,9 +16,6 @@ from torch import nn
 from geoguesser.config import backbone_problem
 from geoguesser.errors import UserError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class TinyCNN(nn.Module):
     """Four strided conv blocks and global pooling: trains on a laptop CPU in minutes."""
@@ -149,27 +146,6 @@ def build_backbone(name: str, weights: str | Path | None = None) -> nn.Module:
     elif weights is not None:
         _load_state_dict(model, Path(weights), name)
     return _strip_classifier(model)
-
-
-def pretrained_normalization(name: str) -> tuple[list[float], list[float]]:
-    """The channel mean and std that `name`'s pretrained weights were trained with.
-
-    timm models carry them in their pretrained config (EfficientNet-Lite's are 0.5, not
-    ImageNet's), torchvision models in their weights' transforms; tinycnn has no pretrained
-    weights and gets ImageNet's. Read without downloading anything.
-    """
-    if name.startswith("timm/"):
-        import timm
-
-        config = timm.models.get_pretrained_cfg(name.removeprefix("timm/"))
-        if config is not None:
-            return list(config.mean), list(config.std)
-    elif name != "tinycnn":
-        import torchvision
-
-        transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-        return list(transforms.mean), list(transforms.std)
-    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 @torch.no_grad()

@@ -1,9 +1,9 @@
-"""What a checkpoint knows of the map, and the one place network outputs become coordinates.
+"""What a checkpoint knows of the map: cells and centroids, scaler, CRS, border, diagonal.
 
 A `Geography` holds the classes' cells with their three kinds of centroid, the coordinate
 scaler, the projected CRS, the border and its bounding-box diagonal (the GeoScore's scale).
 It serializes to plain lists and numbers, so that it travels inside a checkpoint loaded with
-`weights_only=True` and a checkpoint alone turns photographs into coordinates.
+`weights_only=True` and a checkpoint alone turns photographs into coordinates (decoding.py).
 """
 
 from __future__ import annotations
@@ -16,61 +16,24 @@ import shapely
 import torch
 from shapely.geometry.base import BaseGeometry
 
-from geoguesser.config import CENTROID_KINDS, DECODINGS, TOP_CELLS
-from geoguesser.geo.borders import bbox_diagonal_km, snap_inside
-from geoguesser.geo.coords import MinMaxScaler, haversine_km, to_latlon
+from geoguesser.config import CENTROID_KINDS
+from geoguesser.geo.borders import bbox_diagonal_km
+from geoguesser.geo.coords import MinMaxScaler
 from geoguesser.geo.grid import kept_cells
-from geoguesser.model.objectives import decode_classes, split_hybrid
+from geoguesser.model.decoding import GeographyDecoding
 
 CELL_COLUMNS = ["label", "row", "col", "n_train"] + [
     f"{kind}_{axis}" for kind in CENTROID_KINDS for axis in ("lat", "lon", "x", "y")
 ]
 
 
-def expected_error_km(
-    probs: np.ndarray, lat: np.ndarray, lon: np.ndarray, centroids_latlon: np.ndarray
-) -> np.ndarray:
-    """(B,) the model's own expected error: sum_k p_k * distance(guess, centroid_k), in km.
-
-    If the true location were drawn from the predicted distribution (each cell standing for
-    its centroid), this is the mean great-circle distance the guess would be off by. It uses
-    nothing but the probabilities, so it is known at prediction time, without the truth.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    distance = haversine_km(
-        np.asarray(lat)[:, None],
-        np.asarray(lon)[:, None],
-        centroids_latlon[None, :, 0],
-        centroids_latlon[None, :, 1],
-    )
-    return (probs * distance).sum(axis=1)
-
-
-def top_cells(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B, k) labels and probabilities of the k likeliest cells, likeliest first.
-
-    k larger than the number of cells is cut to it.
-    """
-    probs = np.asarray(probs)
-    k = min(k, probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return top, np.take_along_axis(probs, top, axis=1)
-
-
-def confidence_columns(
-    probs: np.ndarray, lat: np.ndarray, lon: np.ndarray, centroids_latlon: np.ndarray, k: int
-) -> dict[str, np.ndarray]:
-    """`expected_error_km` and `top1_label`, `top1_prob`, ... `top<k>_prob` of a distribution."""
-    columns = {"expected_error_km": expected_error_km(probs, lat, lon, centroids_latlon)}
-    labels, chances = top_cells(probs, k)
-    for i in range(labels.shape[1]):
-        columns[f"top{i + 1}_label"], columns[f"top{i + 1}_prob"] = labels[:, i], chances[:, i]
-    return columns
-
-
 @dataclass(frozen=True)
-class Geography:
-    """Cells (one per class, in label order), scaler, CRS, border and diagonal of a run."""
+class Geography(GeographyDecoding):
+    """Cells (one per class, in label order), scaler, CRS, border and diagonal of a run.
+
+    Its outputs-to-coordinates methods (`decode` and the ones it uses) are
+    decoding.GeographyDecoding's.
+    """
 
     cells: dict[str, list]
     scaler: MinMaxScaler
@@ -148,89 +111,3 @@ class Geography:
             for kind in CENTROID_KINDS
             for axes in (("x", "y"), ("lat", "lon"))
         }
-
-    # --- decoding -------------------------------------------------------------------------
-
-    def from_normalized(self, xy: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 2) min-max normalized x/y (a regression's output) -> latitude, longitude."""
-        xy = xy.detach().double().cpu()
-        x, y = self.scaler.inverse(xy[:, 0], xy[:, 1])
-        return to_latlon(x.numpy(), y.numpy(), self.crs)
-
-    def from_probabilities(
-        self,
-        probs: torch.Tensor,
-        kind: str = "weighted",
-        how: str = "mean",
-        offsets: torch.Tensor | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(B, K) class probabilities -> latitude, longitude of the decoded centroid.
-
-        `how`: the probability-weighted mean of the centroids (taken in the projected plane,
-        where averaging is meaningful) or the most likely cell's centroid. A hybrid's
-        `offsets` (B, K, 2), in cell sides, move each centroid first.
-        """
-        points = self.cell_points(kind, offsets)
-        xy = decode_classes(probs.detach().cpu(), points, how).numpy()
-        return to_latlon(xy[:, 0], xy[:, 1], self.crs)
-
-    def cell_points(self, kind: str, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """Each cell's point in projected metres: (K, 2) centroids, or (B, K, 2) centroids +
-        a hybrid's offsets (in cell sides)."""
-        centroids = self.centroids(kind)
-        if offsets is None:
-            return centroids
-        return centroids[None] + offsets.detach().double().cpu() * self.cell_side_m
-
-    def decode(
-        self,
-        outputs: torch.Tensor,
-        objective: str,
-        kind: str = "weighted",
-        how: str = "mean",
-        snap: bool = False,
-        every: bool = False,
-        top_k: int = TOP_CELLS,
-    ) -> dict[str, np.ndarray]:
-        """Network outputs -> {"lat", "lon"} with the chosen decoding, optionally snapped to land.
-
-        A hybrid's outputs (K logits, then K offsets) decode as a classifier's whose centroids
-        are moved by their offsets. With `every`, a classifier also reports each
-        (centroid kind, mean/argmax) pair as
-        `<kind>_<how>_lat/lon`, the most likely label and its probability, for comparing
-        decodings after training, and its confidence (see `confidence_columns`: the expected
-        error from the final guess to the `kind` centroids, and the `top_k` likeliest cells);
-        validation needs only the chosen one. A regression has no distribution, so its
-        `expected_error_km` is NaN and it has no top cells.
-        """
-        result: dict[str, np.ndarray] = {}
-        if objective == "regression":
-            lat, lon = self.from_normalized(outputs)
-        else:
-            logits, offsets = outputs, None
-            if objective == "hybrid":
-                logits, offsets = split_hybrid(outputs, self.n_classes)
-            probs = torch.softmax(logits.detach().float(), dim=1).cpu()
-            pairs = [(kind, how)]
-            if every:
-                top = probs.max(dim=1)
-                result["label"], result["prob"] = top.indices.numpy(), top.values.numpy()
-                # A hybrid's offsets are relative to its own kind of centroid only.
-                kinds = CENTROID_KINDS if offsets is None else (kind,)
-                pairs = [(k, h) for k in kinds for h in DECODINGS]
-            for k, h in pairs:
-                result[f"{k}_{h}_lat"], result[f"{k}_{h}_lon"] = self.from_probabilities(
-                    probs, k, h, offsets
-                )
-            lat, lon = result[f"{kind}_{how}_lat"], result[f"{kind}_{how}_lon"]
-        if snap and self.border is not None:
-            lat, lon = snap_inside(self.border, lat, lon)
-        result["lat"], result["lon"] = np.asarray(lat), np.asarray(lon)
-        if every and objective == "regression":
-            result["expected_error_km"] = np.full(len(result["lat"]), np.nan)
-        elif every:
-            centroids = self.centroids(kind, "latlon").numpy()
-            result |= confidence_columns(
-                probs.numpy(), result["lat"], result["lon"], centroids, top_k
-            )
-        return result

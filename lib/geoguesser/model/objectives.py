@@ -62,6 +62,15 @@ def hybrid_outputs(n_classes: int) -> int:
     return 3 * n_classes
 
 
+def n_outputs(objective: str, n_classes: int) -> int:
+    """How many numbers the head outputs for `objective` over `n_classes` cells."""
+    return {
+        "classification": n_classes,
+        "hybrid": hybrid_outputs(n_classes),
+        "regression": 2,
+    }[objective]
+
+
 def split_hybrid(outputs: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3K) hybrid outputs -> logits (B, K) and offsets (B, K, 2) in cell sides."""
     return outputs[:, :n_classes], outputs[:, n_classes:].reshape(len(outputs), n_classes, 2)

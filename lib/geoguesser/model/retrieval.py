@@ -24,6 +24,8 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader
 
 from geoguesser.atomic import atomic_path
+from geoguesser.geo.borders import snap_inside
+from geoguesser.geo.coords import to_latlon
 
 RETRIEVAL_KEY = "retrieval"
 
@@ -112,3 +114,27 @@ def attach(model, datamodule, checkpoint: str | Path) -> None:
     state[RETRIEVAL_KEY] = model.retrieval.to_dict()
     with atomic_path(checkpoint) as tmp:
         torch.save(state, tmp)
+
+
+def refined(
+    decoded: dict,
+    index: RetrievalIndex,
+    fused: torch.Tensor,
+    probs: torch.Tensor,
+    settings,
+    geography,
+    every: bool,
+) -> None:
+    """Replace `decoded`'s `lat`/`lon` by the index's refinement of the guess, in place.
+
+    Snapped to land as the head's guess is; with `every`, the head's own guess stays in
+    `head_lat`/`head_lon`.
+    """
+    s = settings
+    xy = index.refine(fused, probs, s.retrieval_cells, s.retrieval_neighbors)
+    lat, lon = to_latlon(xy[:, 0], xy[:, 1], geography.crs)
+    if s.snap_to_land and geography.border is not None:
+        lat, lon = snap_inside(geography.border, lat, lon)
+    if every:
+        decoded["head_lat"], decoded["head_lon"] = decoded["lat"], decoded["lon"]
+    decoded["lat"], decoded["lon"] = np.asarray(lat), np.asarray(lon)

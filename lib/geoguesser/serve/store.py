@@ -74,7 +74,7 @@ class ModelStore:
 
         Loads on a worker thread's time: call it through the thread pool, not on the loop.
         """
-        from geoguesser.model.locator import load_checkpoint
+        from geoguesser.model.checkpoint import load_checkpoint
 
         name = name or self.default
         if name not in self.paths:

@@ -14,7 +14,7 @@ import math
 def steps_per_epoch(
     n_train: int, batch_size: int, processes: int = 1, limit: int | float | None = None
 ) -> int:
-    """Training steps a process takes per epoch, as data.EpochShuffle and Lightning count
+    """Training steps a process takes per epoch, as data.samplers.EpochShuffle and Lightning count
     them: each process gets ceil(n / processes) locations, the last batch may be short, and
     `train.limit_train_batches` caps the count (a number of batches, or a share)."""
     steps = math.ceil(math.ceil(n_train / processes) / batch_size)

@@ -1,37 +1,21 @@
-"""How the network's weights are trained: freeze -> unfreeze schedule, optimizer, scheduler.
+"""How the network's weights are trained: the freeze -> unfreeze schedule, per-epoch schedulers.
 
 The schedule is Lightning's own `BaseFinetuning`: the backbone is frozen for the first
 `freeze_epochs`, then all of it (or only its last `unfreeze_blocks` stages; the others stay
-frozen for good) trains with its own learning rate, `backbone_lr`.
+frozen for good) trains with its own learning rate, `backbone_lr` (the optimizer and the
+split of the backbone are model.optimization's).
 
 BatchNorm: frozen parts run in eval mode, so they use, and keep, their stored running
 statistics, and the frozen backbone is a fixed function of the image (what makes its
-features cacheable, see data.GeoDataModule). Unfrozen parts train their BatchNorm layers,
-statistics included.
-
-The optimizer holds the backbone's parameter group from the start (with no gradients while
-frozen, Adam and AdamW leave it untouched) instead of adding it at the unfreeze epoch as
-`unfreeze_and_add_param_group` would: the schedulers (OneCycleLR, cosine, plateau) are built
-with the optimizer and would not know a group added later.
+features cacheable, see data.datamodule.GeoDataModule). Unfrozen parts train their
+BatchNorm layers, statistics included.
 """
 
 from __future__ import annotations
 
-import torch
 from pytorch_lightning.callbacks import BaseFinetuning, Callback
-from torch import nn
 
-from geoguesser.config import TrainSettings
-from geoguesser.model.backbones import backbone_blocks
-
-
-def split_backbone(backbone: nn.Module, unfreeze_blocks: int | None) -> tuple[list, list]:
-    """(stages that never train, stages that train once unfrozen)."""
-    if unfreeze_blocks is None:
-        return [], [backbone]
-    blocks = backbone_blocks(backbone)
-    cut = max(0, len(blocks) - unfreeze_blocks)
-    return blocks[:cut], blocks[cut:]
+from geoguesser.model.optimization import split_backbone
 
 
 class FreezeThenUnfreeze(BaseFinetuning):
@@ -81,31 +65,3 @@ class EpochSchedulers(Callback):
                 config.scheduler.step(trainer.callback_metrics[config.monitor])
             elif config.interval == "epoch":
                 config.scheduler.step()
-
-
-def optimization(settings: TrainSettings, head: list, backbone: list, total_steps: int) -> dict:
-    """Optimizer and learning-rate scheduler as Lightning's `configure_optimizers` returns them.
-
-    `head` and `backbone` are parameter lists; the backbone's group has its own learning rate.
-    """
-    s = settings
-    groups = [{"params": head, "lr": s.lr}] + (
-        [{"params": backbone, "lr": s.backbone_lr}] if backbone else []
-    )
-    optimizer_class = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(groups, weight_decay=s.weight_decay)
-    schedulers = torch.optim.lr_scheduler
-    if s.scheduler == "none":
-        return {"optimizer": optimizer}
-    if s.scheduler == "plateau":
-        scheduler = schedulers.ReduceLROnPlateau(
-            optimizer, mode="min", factor=s.plateau_factor, patience=s.plateau_patience
-        )
-        config = {"scheduler": scheduler, "monitor": "val/loss"}
-    elif s.scheduler == "onecycle":
-        max_lr = [group["lr"] for group in groups]
-        scheduler = schedulers.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps)
-        config = {"scheduler": scheduler, "interval": "step"}
-    else:
-        config = {"scheduler": schedulers.CosineAnnealingLR(optimizer, T_max=s.max_epochs)}
-    return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,18 +1,19 @@
-"""Training: the Trainer, its callbacks, and resuming only what can honestly be resumed.
+"""Training: train() builds the Trainer and fits, resuming only what can honestly be resumed.
 
 `train(settings, table, cells, scaler, run_dir)` is a plain function: it seeds everything,
 builds the data module and the model, fits (continuing `checkpoints/last.ckpt` when it
 belongs to an unfinished fit of the same settings and data), tests the best checkpoint and
 returns the numbers. A fit killed at any moment and resumed ends where an uninterrupted one
 does: checkpoints are written atomically, each batch draws its random numbers from
-(seed, epoch, batch), the shuffle from (seed, epoch) (data.EpochShuffle), and per-epoch
-schedulers step before the epoch's checkpoint is written (finetuning.EpochSchedulers).
+(seed, epoch, batch) (callbacks.py), the shuffle from (seed, epoch)
+(data.samplers.EpochShuffle), and per-epoch schedulers step before the epoch's checkpoint
+is written (finetuning.EpochSchedulers).
 
 Several processes (DDP, `devices` x `num_nodes`) each run this same function, as the
 command `geoguesser train` (see runfit.py, launch.py): each trains on its share of the
 batches; validation and test give each process a disjoint share of the locations with no
-duplicates (data.EvalShard) and gather the errors, so their metrics count every location
-exactly once; only rank 0 writes checkpoints, logs and lines.
+duplicates (data.samplers.EvalShard) and gather the errors, so their metrics count every
+location exactly once; only rank 0 writes checkpoints, logs and lines.
 """
 
 from __future__ import annotations
@@ -20,34 +21,37 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
-from lightning_fabric.utilities.seed import seed_everything
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from geoguesser.atomic import atomic_path
 from geoguesser.config import TrainSettings
+from geoguesser.data.datamodule import GeoDataModule
 from geoguesser.data.validate import check_views
-from geoguesser.data.views import GeoDataModule
 from geoguesser.errors import UserError
 from geoguesser.model import retrieval
+from geoguesser.model.features import backbone_features
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator
 from geoguesser.progress import headless
-from geoguesser.training.estimate import estimate_line, time_left
+from geoguesser.training.callbacks import (
+    FINGERPRINT_KEY,
+    AtomicCheckpointIO,
+    BatchSeed,
+    EpochCheckpoint,
+    EpochLines,
+    FitFingerprint,
+)
 from geoguesser.training.finetuning import EpochSchedulers, FreezeThenUnfreeze
 from geoguesser.training.lr_finder import settle_lr
 
-FINGERPRINT_KEY = "geoguesser_fit"
 TABLE_COLUMNS = ["uuid", "split", "label", "latitude", "longitude", "x_norm", "y_norm"]
 
 
@@ -60,136 +64,6 @@ class TrainResult:
     test: dict
     epochs: int
     processes: int = 1
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written beside their name and renamed: a killed save leaves no half file."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-
-
-class EpochCheckpoint(ModelCheckpoint):
-    """The best checkpoint as ModelCheckpoint keeps it, and last.ckpt after every epoch.
-
-    Since Lightning 2.6, `save_last=True` writes last.ckpt only in a step that also wrote a
-    top-k checkpoint, so after an epoch whose validation did not improve, last.ckpt kept an
-    earlier epoch: a fit killed then redid finished epochs, and a finished fit looked
-    unfinished. By the end of the training epoch validation and the per-epoch schedulers
-    have run, so this is the epoch's whole state; ModelCheckpoint runs after the other
-    callbacks' hooks, and an epoch that it already saved is not written twice.
-    """
-
-    @property
-    def state_key(self) -> str:
-        # ModelCheckpoint's own key: a checkpoint written before this class existed resumes
-        # with its best so far, and readers of the checkpoint find the state where they did.
-        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-class BatchSeed(Callback):
-    """Reseed before every training batch from (seed, epoch, batch).
-
-    Augmentation and dropout then draw the same numbers in a resumed fit as in the original,
-    whatever else consumed random numbers before (Lightning makes an extra data-loader
-    iterator when it resumes, and each iterator draws from the global generator).
-    """
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        entropy = [self.seed, trainer.current_epoch, batch_idx]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-        seed_everything(seed, workers=True, verbose=False)
-
-
-class FitFingerprint(Callback):
-    """Stamps each checkpoint with what the fit computes from, so resume can check it."""
-
-    def __init__(self, fingerprint: str):
-        self.fingerprint = fingerprint
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint[FINGERPRINT_KEY] = {"fingerprint": self.fingerprint}
-
-
-class EpochLines(Callback):
-    """One plain line per epoch (loss, validation error, learning rate, time, time left), for
-    terminals and notebooks alike; it is what a long headless run shows.
-
-    Each phase (frozen, unfrozen) starts with the estimate the dry run prints, from the time
-    of its second step (the first warms up); the time left is the remaining epochs at the
-    pace of the latest epoch, up to the unfreeze while frozen.
-    """
-
-    def __init__(self, freeze_epochs: int = 0):
-        self.freeze_epochs = freeze_epochs
-        self.estimated: set[bool] = set()
-
-    def frozen(self, trainer) -> bool:
-        return trainer.current_epoch < self.freeze_epochs
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.started = time.perf_counter()
-        self.lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        self.loss_sum, self.count = 0.0, 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.batch_started = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        n = len(batch["label"])
-        self.loss_sum += float(loss) * n
-        self.count += n
-        steps = trainer.num_training_batches
-        timed = batch_idx == min(1, steps - 1)
-        if timed and self.frozen(trainer) not in self.estimated and trainer.global_rank == 0:
-            self.estimated.add(self.frozen(trainer))
-            epoch_s = steps * (time.perf_counter() - self.batch_started)
-            fit_s = epoch_s * self.epochs_left(trainer, including_this=True)
-            print(estimate_line(steps, epoch_s, fit_s) + self.until(trainer), flush=True)
-
-    def epochs_left(self, trainer, including_this: bool = False) -> int:
-        """Epochs after this one (and this one too), up to the unfreeze while frozen."""
-        end = self.phase_end(trainer)
-        return end - trainer.current_epoch - (0 if including_this else 1)
-
-    def phase_end(self, trainer) -> int:
-        frozen_end = min(self.freeze_epochs, trainer.max_epochs)
-        return frozen_end if trainer.current_epoch < frozen_end else trainer.max_epochs
-
-    def until(self, trainer) -> str:
-        """What a time counted to the phase's end leaves out: the unfrozen epochs."""
-        return " to the unfreeze" if self.phase_end(trainer) < trainer.max_epochs else ""
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.global_rank != 0:
-            return
-        metrics = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        if self.count:
-            parts.append(f"train loss {self.loss_sum / self.count:.4f}")
-        if "val/mean_km" in metrics:
-            parts.append(
-                f"val mean {float(metrics['val/mean_km']):.1f} km"
-                f" median {float(metrics['val/median_km']):.1f} km"
-            )
-        if self.lr is not None:
-            parts.append(f"lr {self.lr:.2e}")
-        seconds = time.perf_counter() - self.started
-        parts.append(f"{seconds:.1f} s")
-        left = self.epochs_left(trainer)
-        if left > 0:
-            parts.append(time_left(seconds * left) + self.until(trainer))
-        print("  ".join(parts), flush=True)
 
 
 def fit_fingerprint(settings: TrainSettings, table: pd.DataFrame, geography: Geography) -> str:
@@ -294,21 +168,10 @@ def make_trainer(settings: TrainSettings, run_dir: Path, callbacks: list[Callbac
     )
 
 
-def train(
-    settings: TrainSettings,
-    table: pd.DataFrame,
-    cells,
-    scaler,
-    run_dir: str | Path,
-    border=None,
-    callbacks: list[Callback] | None = None,
-    feature_store: dict | None = None,
-) -> TrainResult:
-    """Fit, resume if honestly possible, test the best checkpoint; returns metrics and paths.
-
-    `feature_store`: frozen-backbone features shared between fits (see data.GeoDataModule).
-    """
-    run_dir = Path(run_dir)
+def checked_datamodule(
+    settings: TrainSettings, table: pd.DataFrame, feature_store: dict | None
+) -> GeoDataModule:
+    """The fit's data module, set up, once its views and its train and val splits are checked."""
     problems = check_views(table)
     if problems:
         raise UserError("\n".join(map(str, problems)))
@@ -321,9 +184,11 @@ def train(
             raise UserError(
                 f"the {split} split is empty: use more locations or other split fractions"
             )
-    geography = Geography.of(cells, scaler, border)
-    fingerprint = fit_fingerprint(settings, table, geography)
-    last = run_dir / "checkpoints" / "last.ckpt"
+    return datamodule
+
+
+def resume_point(last: Path, fingerprint: str, settings: TrainSettings) -> str | None:
+    """`last` when the fit continues it, else None (rank 0 then clears the old checkpoints)."""
     resume_from = None
     if last.exists():
         # Every process decides alike from the same file; none writes a checkpoint before
@@ -337,11 +202,11 @@ def train(
             clear_checkpoints(last.parent)
         if rank_zero_only.rank == 0:
             print(line, flush=True)
-    settings = settle_lr(settings, datamodule, geography, run_dir, resume_from)  # train.lr_find
-    model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
-    if settings.feature_cache and settings.freeze_epochs > 0:
-        datamodule.serve_features_of(model.net)
-    trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])
+    return resume_from
+
+
+def check_shares(datamodule: GeoDataModule, trainer: pl.Trainer) -> None:
+    """Refuse val or test splits with fewer locations than processes (a share would be empty)."""
     for split in ("val", "test"):
         n = len(datamodule.datasets[split])
         if 0 < n < trainer.world_size:
@@ -349,6 +214,35 @@ def train(
                 f"the {split} split has {n} location(s), fewer than the {trainer.world_size} "
                 "training processes: use more locations or fewer devices"
             )
+
+
+def train(
+    settings: TrainSettings,
+    table: pd.DataFrame,
+    cells,
+    scaler,
+    run_dir: str | Path,
+    border=None,
+    callbacks: list[Callback] | None = None,
+    feature_store: dict | None = None,
+) -> TrainResult:
+    """Fit, resume if honestly possible, test the best checkpoint; returns metrics and paths.
+
+    `feature_store`: frozen-backbone features shared between fits (see
+    data.datamodule.GeoDataModule).
+    """
+    run_dir = Path(run_dir)
+    datamodule = checked_datamodule(settings, table, feature_store)
+    geography = Geography.of(cells, scaler, border)
+    fingerprint = fit_fingerprint(settings, table, geography)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume_from = resume_point(last, fingerprint, settings)
+    settings = settle_lr(settings, datamodule, geography, run_dir, resume_from)  # train.lr_find
+    model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
+    if settings.feature_cache and settings.freeze_epochs > 0:
+        datamodule.serve_features_of(partial(backbone_features, model.net))
+    trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])
+    check_shares(datamodule, trainer)
     # TensorBoard's HPARAMS tab: the user's training settings, and the best validation mean
     # km as hp_metric once the fit is over (the model's hyper-parameters are for checkpoints).
     hparams = settings.model_dump(mode="json")

@@ -80,7 +80,7 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     """The fit's data module and model over `table`, without caches (building them is the
     run's long work, and writes). The weights are checked on their own: random ones cost the
     same to train."""
-    from geoguesser.data.views import GeoDataModule
+    from geoguesser.data.datamodule import GeoDataModule
     from geoguesser.model.locator import GeoLocator
 
     train = settings.train.model_copy(

@@ -101,8 +101,8 @@ def measure_steps(settings: Settings, prepared: Prepared) -> tuple[Probe, object
     """
     import pytorch_lightning as pl
 
+    from geoguesser.training.callbacks import BatchSeed
     from geoguesser.training.finetuning import FreezeThenUnfreeze
-    from geoguesser.training.fit import BatchSeed
 
     s = settings.train
     phases = ["frozen"] * (s.freeze_epochs > 0) + ["unfrozen"] * (s.max_epochs > s.freeze_epochs)

@@ -56,7 +56,7 @@ def fit_run(settings: Settings, run_dir: str | Path, callbacks: list | None = No
     from geoguesser.geo.coords import MinMaxScaler
     from geoguesser.geo.grid import read_cells
     from geoguesser.inference.predict import predict_table
-    from geoguesser.model.locator import load_checkpoint
+    from geoguesser.model.checkpoint import load_checkpoint
     from geoguesser.training.fit import train
 
     run_dir = Path(run_dir).absolute()

@@ -1,6 +1,8 @@
 import torch
 
-from geoguesser.data.views import GeoDataModule, LocationDataset, augment, mirror_scene
+from geoguesser.data.datamodule import GeoDataModule
+from geoguesser.data.views import LocationDataset
+from geoguesser.model.augment import augment, mirror_scene
 from helpers.configs import tiny_config
 
 

@@ -5,10 +5,15 @@ import pytest
 import torch
 
 from geoguesser.config import load_settings
-from geoguesser.data.views import GeoDataModule, channel_stats
+from geoguesser.data.datamodule import GeoDataModule
+from geoguesser.data.normalization import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    channel_stats,
+    pretrained_normalization,
+)
 from geoguesser.errors import UserError
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD, pretrained_normalization
-from geoguesser.model.locator import load_checkpoint
+from geoguesser.model.checkpoint import load_checkpoint
 from geoguesser.training.fit import train
 from helpers.configs import tiny_config
 

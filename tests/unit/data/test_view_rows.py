@@ -2,10 +2,13 @@
 
 import torch
 
-from geoguesser.data.views import GeoDataModule, backbone_features
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.data.datamodule import GeoDataModule
+from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.model.checkpoint import load_checkpoint, write_checkpoint
+from geoguesser.model.features import backbone_features
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import GeoLocator, band, load_checkpoint, write_checkpoint
+from geoguesser.model.locator import GeoLocator
+from geoguesser.model.network import band
 from helpers.configs import tiny_config
 
 

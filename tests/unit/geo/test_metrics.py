@@ -9,7 +9,7 @@ from geoguesser.analysis.report import run_metrics
 from geoguesser.geo.coords import haversine_km
 from geoguesser.geo.metrics import THRESHOLDS_KM, GeoErrors, summarize
 from geoguesser.inference.predict import predict_table
-from geoguesser.model.locator import load_checkpoint
+from geoguesser.model.checkpoint import load_checkpoint
 from geoguesser.training.fit import train
 from helpers.configs import tiny_config
 

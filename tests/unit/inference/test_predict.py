@@ -338,7 +338,7 @@ def test_every_way_a_checkpoint_is_broken_is_a_user_error_naming_it(
     small_model, tmp_path, corruption
 ):
     from geoguesser.errors import UserError
-    from geoguesser.model.locator import load_checkpoint, write_checkpoint
+    from geoguesser.model.checkpoint import load_checkpoint, write_checkpoint
 
     change, message = CORRUPTIONS[corruption]
     path = write_checkpoint(small_model[0], tmp_path / "model.ckpt")
@@ -352,7 +352,7 @@ def test_every_way_a_checkpoint_is_broken_is_a_user_error_naming_it(
 
 def test_a_checkpoint_of_another_network_names_its_first_mismatches(small_model, tmp_path):
     from geoguesser.errors import UserError
-    from geoguesser.model.locator import MAX_WEIGHT_LINES, load_checkpoint, write_checkpoint
+    from geoguesser.model.checkpoint import MAX_WEIGHT_LINES, load_checkpoint, write_checkpoint
 
     path = write_checkpoint(small_model[0], tmp_path / "model.ckpt")
     checkpoint = torch.load(path, weights_only=True)

@@ -8,7 +8,7 @@ import torch
 from geoguesser.analysis import maps
 from geoguesser.analysis.report import calibration
 from geoguesser.geo.coords import haversine_km
-from geoguesser.model.geography import expected_error_km, top_cells
+from geoguesser.model.confidence import expected_error_km, top_cells
 
 CENTROIDS = np.array([[45.8150, 15.9819], [43.5200, 16.4700], [45.5550, 18.6955]])
 

@@ -10,9 +10,9 @@ import torch
 from geoguesser.config import load_settings
 from geoguesser.errors import UserError
 from geoguesser.inference.predict import predict_table
+from geoguesser.model.checkpoint import load_checkpoint
 from geoguesser.model.fusion import ViewFusion, drop_views
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import load_checkpoint
 from geoguesser.model.retrieval import RETRIEVAL_KEY, RetrievalIndex
 from geoguesser.training.fit import train
 from helpers.configs import tiny_config

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from geoguesser.cli import main
-from geoguesser.model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguesser.model.checkpoint import write_checkpoint
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import GeoLocator, write_checkpoint
+from geoguesser.model.locator import GeoLocator
 from geoguesser.serve import app as serve
 from geoguesser.serve import limits, uploads
 from geoguesser.serve.guards import Trust

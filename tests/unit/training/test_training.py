@@ -13,8 +13,8 @@ from pytorch_lightning.callbacks import Callback
 from geoguesser.errors import UserError
 from geoguesser.geo.grid import write_cells
 from geoguesser.inference.predict import predict_table
+from geoguesser.model.checkpoint import load_checkpoint
 from geoguesser.model.geography import Geography
-from geoguesser.model.locator import load_checkpoint
 from geoguesser.training.fit import fit_fingerprint, train
 from helpers.configs import tiny_config
 from helpers.paths import HELPERS
