@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from geoguesser.analysis import maps, style, view_sheets
+from geoguesser import style
+from geoguesser.analysis import maps, view_sheets
 from geoguesser.data.image_cache import decode_location
 from geoguesser.data.layout import view_paths
 from geoguesser.data.synthetic import generate

@@ -7,7 +7,7 @@ import html
 import folium
 import numpy as np
 
-from geoguesser.analysis.style import error_colour
+from geoguesser.style import error_colour
 
 LEGEND_STOPS_KM = (0, 10, 25, 50, 100, 150)
 

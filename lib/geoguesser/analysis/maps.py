@@ -36,7 +36,9 @@ from shapely.geometry.base import BaseGeometry
 
 from geoguesser.analysis.leaflet import leaflet_inline
 from geoguesser.analysis.map_boxes import box, header, header_text, legend
-from geoguesser.analysis.style import (
+from geoguesser.analysis.view_sheets import VIEW_PX, decoded_views, write_view_sheets
+from geoguesser.atomic import atomic_path
+from geoguesser.style import (
     ERROR_CMAP,
     ERROR_CMAP_RANGE,
     ERROR_SCALE_KM,
@@ -46,8 +48,6 @@ from geoguesser.analysis.style import (
     SPLIT_COLOURS,
     error_colour,
 )
-from geoguesser.analysis.view_sheets import VIEW_PX, decoded_views, write_view_sheets
-from geoguesser.atomic import atomic_path
 
 DETAIL_ZOOM = 9  # at this zoom and closer, one line per location
 TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

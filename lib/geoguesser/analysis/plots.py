@@ -17,7 +17,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from shapely.geometry.base import BaseGeometry
 
-from geoguesser.analysis.style import (
+from geoguesser.data.image_cache import decode_location
+from geoguesser.data.layout import VIEWS
+from geoguesser.style import (
     GREY,
     GUESS,
     INK,
@@ -26,37 +28,10 @@ from geoguesser.analysis.style import (
     OUTLINE,
     SPLIT_COLOURS,
     TRUTH,
+    title,
 )
-from geoguesser.atomic import atomic_path
-from geoguesser.data.image_cache import decode_location
-from geoguesser.data.layout import VIEWS
 
 VIEW_NAMES = ("N", "E", "S", "W")
-
-
-def save(fig, path: str | Path) -> None:
-    """Write the figure atomically; the notebook shows it once, at the end of the cell.
-
-    It returns nothing, so a cell that ends by saving prints no stray path.
-    """
-    with atomic_path(path) as tmp:
-        fig.savefig(
-            tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight"
-        )
-
-
-def title(text: str, split: str | None = None, errors=None, synthetic: bool = False) -> str:
-    """`text (SYNTHETIC) · test, n=200, mean 42.4 km`: what, which data, how many, how good."""
-    parts = [text + (" (SYNTHETIC data)" if synthetic else "")]
-    details = [split] if split else []
-    if errors is not None:
-        errors = np.asarray(errors, dtype=float)
-        details.append(f"n={errors.size}")
-        if errors.size:
-            details.append(f"mean {errors.mean():.1f} km")
-    if details:
-        parts.append(", ".join(details))
-    return " · ".join(parts)
 
 
 def draw_border(border: BaseGeometry, ax) -> None:
@@ -264,24 +239,6 @@ def calibration_figure(
         xlabel="expected error (km), from the model's probabilities",
         ylabel="actual error (km)",
         title=title(f"Calibration{rho}", split, actual_km, synthetic),
-    )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def lr_find_figure(lrs, losses, suggestion: float | None, used: bool, synthetic: bool = False):
-    """Lightning's learning-rate finder: loss against learning rate, the suggestion marked."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(lrs, losses, color=OKABE_ITO[0], label="training loss (smoothed)")
-    if suggestion is not None:
-        what = "suggestion, used" if used else "suggestion, not used (train.lr_find: show)"
-        ax.axvline(suggestion, color=OKABE_ITO[3], ls="--", label=f"{what}: {suggestion:.2e}")
-    ax.set(
-        xscale="log",
-        xlabel="learning rate",
-        ylabel="loss",
-        title=title("Learning-rate finder", synthetic=synthetic),
     )
     ax.legend(fontsize=8)
     fig.tight_layout()

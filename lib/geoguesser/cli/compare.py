@@ -23,12 +23,9 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _write_figures(args: argparse.Namespace, table, runs) -> None:
-    from geoguesser.analysis.plots import (
-        cumulative_runs_figure,
-        runs_against_baseline_figure,
-        save,
-    )
+    from geoguesser.analysis.plots import cumulative_runs_figure, runs_against_baseline_figure
     from geoguesser.atomic import write_csv
+    from geoguesser.style import save
 
     errors = {
         row: run.errors[args.split]

@@ -27,6 +27,7 @@ from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.tuner import Tuner
 from pytorch_lightning.utilities.seed import isolate_rng
 
+from geoguesser import style
 from geoguesser.atomic import write_text
 from geoguesser.config import TrainSettings
 
@@ -58,9 +59,7 @@ def settle_lr(
         "min_lr": MIN_LR,
         "max_lr": MAX_LR,
     }
-    from geoguesser.analysis.plots import lr_find_figure, save
-
-    save(lr_find_figure(lrs, losses, suggestion, use), Path(run_dir) / FIGURE)
+    style.save(lr_find_figure(lrs, losses, suggestion, use), Path(run_dir) / FIGURE)
     write_text(Path(run_dir) / RECORD, json.dumps(record, indent=2))
     shown = "none (the curve was too short or flat)" if suggestion is None else f"{suggestion:.3g}"
     action = f"training with lr {record['lr']:.3g}"
@@ -101,3 +100,23 @@ def find_lr(settings: TrainSettings, datamodule, geography) -> tuple[list, list,
     if suggestion is not None and not np.isfinite(suggestion):
         suggestion = None
     return [float(x) for x in lrs], [float(x) for x in losses], suggestion
+
+
+def lr_find_figure(lrs, losses, suggestion: float | None, used: bool, synthetic: bool = False):
+    """Lightning's learning-rate finder: loss against learning rate, the suggestion marked."""
+    import matplotlib.pyplot as plt  # here: the fit imports this module, most fits draw nothing
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses, color=style.OKABE_ITO[0], label="training loss (smoothed)")
+    if suggestion is not None:
+        what = "suggestion, used" if used else "suggestion, not used (train.lr_find: show)"
+        ax.axvline(suggestion, color=style.OKABE_ITO[3], ls="--", label=f"{what}: {suggestion:.2e}")
+    ax.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel="loss",
+        title=style.title("Learning-rate finder", synthetic=synthetic),
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

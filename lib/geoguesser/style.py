@@ -1,4 +1,4 @@
-"""The colours of every map and figure, defined once: the palette, the land, the error colour map.
+"""The house style of every map and figure, defined once: the palette, the error colours, titles.
 
 Categories take Okabe-Ito, distinguishable under every common colour-vision deficiency;
 errors take plasma, perceptually uniform and colour-blind safe, with its pale yellow end cut
@@ -7,9 +7,13 @@ off so that every line stays legible on the light land colour.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
+
+from geoguesser.atomic import atomic_path
 
 # Okabe-Ito, the usual colour-blind-safe qualitative palette.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000"]
@@ -44,3 +48,28 @@ def error_colourbar(fig, ax, label: str = "error (km)"):
     )
     mappable = ScalarMappable(norm=Normalize(0, ERROR_SCALE_KM), cmap=cmap)
     return fig.colorbar(mappable, ax=ax, label=label, extend="max")
+
+
+def save(fig, path: str | Path) -> None:
+    """Write the figure atomically; the notebook shows it once, at the end of the cell.
+
+    It returns nothing, so a cell that ends by saving prints no stray path.
+    """
+    with atomic_path(path) as tmp:
+        fig.savefig(
+            tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight"
+        )
+
+
+def title(text: str, split: str | None = None, errors=None, synthetic: bool = False) -> str:
+    """`text (SYNTHETIC) · test, n=200, mean 42.4 km`: what, which data, how many, how good."""
+    parts = [text + (" (SYNTHETIC data)" if synthetic else "")]
+    details = [split] if split else []
+    if errors is not None:
+        errors = np.asarray(errors, dtype=float)
+        details.append(f"n={errors.size}")
+        if errors.size:
+            details.append(f"mean {errors.mean():.1f} km")
+    if details:
+        parts.append(", ".join(details))
+    return " · ".join(parts)
