@@ -10,7 +10,7 @@ from geoguesser.config.sections import Section, Settings
 
 
 def schema_markdown() -> str:
-    """The settings as Markdown tables, one per section: what the README shows."""
+    """The settings as Markdown tables, one per section: what the docs' settings page shows."""
     lines = []
     for section, field in Settings.model_fields.items():
         model = field.annotation

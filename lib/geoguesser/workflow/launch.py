@@ -56,7 +56,7 @@ def fit_command(settings: Settings, run_dir: Path) -> list[str]:
         raise UserError(
             f"train.num_nodes {settings.train.num_nodes}: a run starts a fit on several nodes "
             "only inside a SLURM job (with srun); elsewhere start geoguesser train on each "
-            "node with torchrun (see README, Clusters)"
+            "node with torchrun (docs/gpu.md, Several GPUs and nodes)"
         )
     return command
 
