@@ -75,6 +75,7 @@ def test_the_popup_lists_the_top_cells_with_probabilities_and_the_expected_error
 
 
 def test_calibration_figure_draws_bins_and_the_identity(tmp_path):
+    from geoguesser import style
     from geoguesser.analysis import plots
 
     rng = np.random.default_rng(0)
@@ -84,5 +85,5 @@ def test_calibration_figure_draws_bins_and_the_identity(tmp_path):
     assert any("10 equal-count bins" in label for label in labels)
     assert any("identity" in label for label in labels)
     assert "Spearman 0.80" in fig.axes[0].get_title()
-    plots.save(fig, tmp_path / "calibration.png")
+    style.save(fig, tmp_path / "calibration.png")
     assert (tmp_path / "calibration.png").stat().st_size > 0
