@@ -3,7 +3,7 @@
 On `../shared/data/lumen-sample` (100 real LUMEN locations; skipped with one line when it is
 absent), each fold is held out in turn and the rest split into train and validation with
 configs/sample.yaml's shares; a model of each variant is fitted by the project's own
-`train.train` on the configured frozen backbone, and placed the held-out fold. Every
+`training.fit.train` on the configured frozen backbone, and placed the held-out fold. Every
 location goes through the backbone once for each band of the views (`view_rows`) in the
 whole run: the fits share the data module's feature store (the backbone is frozen and
 identical in all of them). Printed: mean and median km over all held-out locations for

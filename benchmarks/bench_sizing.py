@@ -86,7 +86,7 @@ def frozen_features() -> list[str]:
     dim = feature_size(backbone, 224, "resnext101_32x8d")
     lines = [f"resnext101_32x8d at 224 px: D = {dim} features a view, 4 views a location"]
     for n in (16000, 32000):
-        # What data.backbone_features keeps for the train and val splits while frozen.
+        # What model.features.backbone_features keeps for the train and val splits while frozen.
         sizes = {"train": int(0.8 * n), "val": int(0.1 * n)}
         held = {s: torch.empty((k, 4, dim), dtype=torch.float32) for s, k in sizes.items()}
         total = sum(t.numel() * t.element_size() for t in held.values())

@@ -1,4 +1,4 @@
-"""Two training processes on the CPU (DDP over gloo), as the README tells users to run them.
+"""Two training processes on the CPU (DDP over gloo), as docs/gpu.md tells users to run them.
 
 The demo-sized tiny data goes through `geoguesser run` with `devices: 2`, `strategy: ddp`
 and a frozen phase; the fit is the child process `geoguesser train`, which Lightning runs
@@ -97,7 +97,7 @@ def test_a_killed_two_process_fit_resumes_to_the_uninterrupted_result(ddp_run, t
 
 
 def test_torchrun_starts_the_same_fit_as_the_run(ddp_run, tmp_path):
-    # The README's cluster recipe on one machine: the run prepared, torchrun starts the fit.
+    # docs/gpu.md's cluster recipe on one machine: the run prepared, torchrun starts the fit.
     run_dir, _ = ddp_run
     copy = tmp_path / "ddp"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "*.ipynb"))

@@ -1,4 +1,6 @@
-"""The settings schema: every setting of a run once, with its type, default and meaning.
+"""The settings schema's sections (data, split, grid, maps) and `Settings`, the whole of them.
+
+The train section is in train_section.py, the path rule in base.py, loading in loading.py.
 
 A config file holds only what differs from these defaults. `load_settings` merges the file
 with `--set key=value` overrides (OmegaConf, values parsed as YAML) and checks the result

@@ -27,7 +27,7 @@ from geoguesser.geo.splits import SPLITS
 class GeoDataModule(pl.LightningDataModule):
     """Train/val/test loaders over the enriched table, with optional image and feature caches.
 
-    `serve_features_of(features)` (train.py calls it) turns the feature cache on: while the
+    `serve_features_of(features)` (training/fit.py calls it) turns the feature cache on: while the
     epoch is below `freeze_epochs` the train and val loaders yield the backbone features
     `features(dataset, batch_size, workers, store)` computes (model.features.backbone_features
     over the fit's network), once, in place of images; with a backbone frozen for the whole

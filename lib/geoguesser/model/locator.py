@@ -1,4 +1,4 @@
-"""The LightningModule: the multi-view network's loss, metrics and decoding (GeoLocator).
+"""The LightningModule (GeoLocator): the network, its loss, evaluation and checkpoint put together.
 
 The network is network.MultiViewNet, kept as `net` (the checkpoints' `net.*` keys); the
 losses are loss.py's, the files checkpoint.py's, the fine-tuning schedule training's.
@@ -44,7 +44,7 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         if isinstance(settings, TrainSettings):
             settings = settings.model_dump(mode="json")
         super().__init__()
-        # For the checkpoint only; TensorBoard gets the user's settings (train.py).
+        # For the checkpoint only; TensorBoard gets the user's settings (training/fit.py).
         self.save_hyperparameters(logger=False)
         self.settings = s = TrainSettings.model_validate(settings)
         self.geography = Geography.from_dict(geography)

@@ -2,13 +2,13 @@
 
 PIGEON refines a cell guess by looking, inside the most likely cells, for the training
 locations whose embeddings are closest to the query's. Here the embedding is the fused
-feature vector the head reads (model.GeoLocator.fused); the guess becomes the mean, in the
+feature vector the head reads (model.locator.GeoLocator.fused); the guess becomes the mean, in the
 projected plane, of the `retrieval_neighbors` most similar (cosine) training locations
 whose cell is among the `retrieval_cells` most probable ones.
 
 The training embeddings travel inside the best checkpoint (key `retrieval`, plain tensors,
 loadable with weights_only=True), so a checkpoint alone still predicts. `attach` computes
-them once the fit is over, from the best checkpoint's weights; train.py calls it in one line.
+them once the fit is over, from the best checkpoint's weights; training/fit.py calls it in one line.
 Under DDP it is meant for rank 0 only: the other ranks read the index from the checkpoint.
 """
 

@@ -10,10 +10,10 @@ does: checkpoints are written atomically, each batch draws its random numbers fr
 is written (finetuning.EpochSchedulers).
 
 Several processes (DDP, `devices` x `num_nodes`) each run this same function, as the
-command `geoguesser train` (see runfit.py, launch.py): each trains on its share of the
-batches; validation and test give each process a disjoint share of the locations with no
-duplicates (data.samplers.EvalShard) and gather the errors, so their metrics count every
-location exactly once; only rank 0 writes checkpoints, logs and lines.
+command `geoguesser train` (see workflow/fit_step.py, workflow/launch.py): each trains on
+its share of the batches; validation and test give each process a disjoint share of the
+locations with no duplicates (data.samplers.EvalShard) and gather the errors, so their
+metrics count every location exactly once; only rank 0 writes checkpoints, logs and lines.
 """
 
 from __future__ import annotations
