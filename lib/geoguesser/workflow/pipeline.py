@@ -48,6 +48,13 @@ QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 # A step's input history is of no use, and IPython's history database is one file in the
 # user's home that every kernel of every run at once would write.
 NO_HISTORY = ["--HistoryManager.enabled=False"]
+# ipykernel can log a traceback to its stderr as it exits after a step has finished: its
+# control channel answers after its IO sockets closed (ZMQError "Socket operation on
+# non-socket", through tornado's logger). That is the kernel's own shutdown, never the run's:
+# errors of the notebook's cells reach the run through the notebook, not through this logger.
+# Set at the kernel's start with no name bound in the notebook's namespace.
+_SILENCE_TORNADO = "__import__('logging').getLogger('tornado.general').setLevel(99)"
+QUIET_KERNEL_EXIT = [f"--IPKernelApp.exec_lines={_SILENCE_TORNADO}"]
 
 
 class StepFailed(Exception):
@@ -286,7 +293,7 @@ def _run_steps(notebooks: Path, run_dir: Path, steps: list[str], first: int, str
                     cwd=str(notebooks),
                     progress_bar=False,
                     stdout_file=out,
-                    extra_arguments=[*QUIET_KERNEL, *NO_HISTORY],
+                    extra_arguments=[*QUIET_KERNEL, *NO_HISTORY, *QUIET_KERNEL_EXIT],
                     **_kernel_manager(),
                 )
             except KeyboardInterrupt:
