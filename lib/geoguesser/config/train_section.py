@@ -187,6 +187,14 @@ class TrainSettings(Section):
             return "show"
         return "off" if value is False else value
 
+    @field_validator("hierarchy", mode="before")
+    @classmethod
+    def _hierarchy_levels(cls, value):
+        # pydantic would read YAML's true as 1 level: say what the number means instead.
+        if value is True:
+            raise ValueError("expected a number of coarser levels (e.g. 3; 0: off), not true")
+        return 0 if value is False else value
+
     @field_validator("devices", mode="before")
     @classmethod
     def _devices(cls, devices):

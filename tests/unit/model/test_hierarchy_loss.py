@@ -73,12 +73,22 @@ def test_the_objective_adds_the_levels_weighted(enriched):
         assert on > plain and (heavy - plain).item() == pytest.approx(3 * (on - plain).item())
 
 
-def test_hierarchy_is_refused_in_one_line_without_cells(synthetic_dir):
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            ["train.hierarchy=2", "train.objective=regression"],
+            "hierarchy needs cells: objective classification or hybrid",
+        ),
+        (["train.hierarchy=true"], "expected a number of coarser levels (e.g. 3; 0: off)"),
+    ],
+)
+def test_hierarchy_is_refused_in_one_line_without_cells_or_a_number(
+    synthetic_dir, override, expected
+):
     with pytest.raises(UserError) as error:
-        data = f"data.dataset_dirs=[{synthetic_dir}]"
-        load_settings(None, [data, "train.hierarchy=2", "train.objective=regression"])
-    assert "hierarchy needs cells: objective classification or hybrid" in str(error.value)
-    assert "\n" not in str(error.value)
+        load_settings(None, [f"data.dataset_dirs=[{synthetic_dir}]", *override])
+    assert expected in str(error.value) and "\n" not in str(error.value)
 
 
 def test_hierarchy_over_cells_without_a_coarser_level_is_refused(small_model):
