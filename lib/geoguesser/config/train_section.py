@@ -112,6 +112,17 @@ class TrainSettings(Section):
         description="haversine label smoothing scale (km); null: hard labels (configs/sample"
         ".yaml: 65, by cross-validation on real photographs)",
     )
+    hierarchy: NonNegativeInt = Field(
+        0,
+        description="cross-entropy also on this many coarser levels of the cells (square cells:"
+        " 2x2, 4x4, ... blocks; other kinds: their parent_1, parent_2, ... groups), each"
+        " level's probabilities summed from the cells'; fewer where the levels reach one group;"
+        " 0: off. Decoding stays at the cells",
+    )
+    hierarchy_weight: PositiveFloat = Field(
+        1.0,
+        description="hierarchy: weight of the levels' mean cross-entropy vs the cells' own",
+    )
     retrieval: bool = Field(
         False,
         description="refine the guess by the nearest training locations in embedding space"
@@ -175,6 +186,14 @@ class TrainSettings(Section):
         if value is True:
             return "show"
         return "off" if value is False else value
+
+    @field_validator("hierarchy", mode="before")
+    @classmethod
+    def _hierarchy_levels(cls, value):
+        # pydantic would read YAML's true as 1 level: say what the number means instead.
+        if value is True:
+            raise ValueError("expected a number of coarser levels (e.g. 3; 0: off), not true")
+        return 0 if value is False else value
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -253,6 +272,8 @@ class TrainSettings(Section):
             )
         if self.retrieval and self.objective == "regression":
             raise ValueError("retrieval needs cells to search: objective classification or hybrid")
+        if self.hierarchy and self.objective not in ("classification", "hybrid"):
+            raise ValueError("hierarchy needs cells: objective classification or hybrid")
         return self
 
     def shaping(self) -> dict:

@@ -1,14 +1,15 @@
-"""What a checkpoint knows of the map: cells and centroids, scaler, CRS, border, diagonal.
+"""What a checkpoint knows of the map: cells and centroids, scaler, CRS, border, diagonal, levels.
 
 A `Geography` holds the classes' cells with their three kinds of centroid, the coordinate
-scaler, the projected CRS, the border and its bounding-box diagonal (the GeoScore's scale).
+scaler, the projected CRS, the border and its bounding-box diagonal (the GeoScore's scale),
+and the cells' coarser levels that `train.hierarchy` trains on (geo.hierarchy).
 It serializes to plain lists and numbers, so that it travels inside a checkpoint loaded with
 `weights_only=True` and a checkpoint alone turns photographs into coordinates (decoding.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -20,6 +21,7 @@ from geoguesser.config import CENTROID_KINDS
 from geoguesser.geo.borders import bbox_diagonal_km
 from geoguesser.geo.coords import MinMaxScaler
 from geoguesser.geo.grid import kept_cells
+from geoguesser.geo.hierarchy import levels as cell_levels
 from geoguesser.model.decoding import GeographyDecoding
 
 CELL_COLUMNS = ["label", "row", "col", "n_train"] + [
@@ -40,6 +42,9 @@ class Geography(GeographyDecoding):
     border: BaseGeometry | None
     diagonal_km: float
     grid: dict
+    # train.hierarchy's coarser levels (geo.hierarchy): per level, each class's group id.
+    # Checkpoints written before them have none.
+    levels: list[list[int]] = field(default_factory=list)
 
     @classmethod
     def of(cls, cells, scaler: MinMaxScaler, border: BaseGeometry | None = None) -> Geography:
@@ -52,6 +57,7 @@ class Geography(GeographyDecoding):
             border=border,
             diagonal_km=bbox_diagonal_km(extent),
             grid={k: cells.attrs.get(k) for k in ("cell_km", "cell_deg", "min_train")},
+            levels=[level.tolist() for level in cell_levels(cells)],
         )
 
     # --- serialization --------------------------------------------------------------------
@@ -66,6 +72,7 @@ class Geography(GeographyDecoding):
             "cells": self.cells,
             "border_wkt": wkt,
             "diagonal_km": self.diagonal_km,
+            "levels": self.levels,
         }
 
     @classmethod
@@ -77,6 +84,7 @@ class Geography(GeographyDecoding):
             border=shapely.from_wkt(wkt) if wkt else None,
             diagonal_km=float(data["diagonal_km"]),
             grid=data.get("grid", {}),
+            levels=data.get("levels", []),
         )
 
     # --- facts ----------------------------------------------------------------------------
@@ -100,6 +108,11 @@ class Geography(GeographyDecoding):
         """(K, 2) float64 centroids of one kind: projected metres ("xy") or degrees ("latlon")."""
         axes = ("x", "y") if plane == "xy" else ("lat", "lon")
         return self._centroids[(kind, axes)]
+
+    @cached_property
+    def level_groups(self) -> list[torch.Tensor]:
+        """The coarser levels as int64 tensors (K,), on the CPU: hierarchy_loss's input."""
+        return [torch.tensor(level, dtype=torch.int64) for level in self.levels]
 
     @cached_property
     def _centroids(self) -> dict:

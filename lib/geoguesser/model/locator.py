@@ -19,6 +19,7 @@ from geoguesser.model.checkpoint_contents import CheckpointContents
 from geoguesser.model.evaluation import EvaluationSteps
 from geoguesser.model.fusion import concat_refusal, drop_views
 from geoguesser.model.geography import Geography
+from geoguesser.model.hierarchy_loss import check_levels
 from geoguesser.model.loss import objective_loss
 from geoguesser.model.network import MultiViewNet
 from geoguesser.model.objectives import n_outputs, split_hybrid
@@ -48,6 +49,7 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         self.save_hyperparameters(logger=False)
         self.settings = s = TrainSettings.model_validate(settings)
         self.geography = Geography.from_dict(geography)
+        check_levels(self.geography.levels, self.geography.n_classes, s.hierarchy)
         outputs = n_outputs(s.objective, self.geography.n_classes)
         self.net = MultiViewNet.build(s, outputs, mean, std)
         self._embed = torch.compile(self.net.embed) if s.compile else self.net.embed
