@@ -32,10 +32,16 @@ class _Box:
 
 
 def _cut(lo: float, hi: float, values: np.ndarray, median: bool, smallest: float) -> float:
-    """Where to cut [lo, hi): the middle, or the values' median kept `smallest` from each end."""
-    if not median or len(values) == 0:
+    """Where to cut [lo, hi): the middle, or the values' median kept `smallest` from each end.
+
+    The median is taken halfway between the two middle values, so that no location lies on
+    the cut (a point on a cell's edge could count for one cell and be labelled the other).
+    """
+    if not median or len(values) < 2:
         return (lo + hi) / 2
-    return float(np.clip(np.median(values), lo + smallest, hi - smallest))
+    middle = np.partition(values, [len(values) // 2 - 1, len(values) // 2])
+    cut = (middle[len(values) // 2 - 1] + middle[len(values) // 2]) / 2
+    return float(np.clip(cut, lo + smallest, hi - smallest))
 
 
 def _split(box: _Box, x, y, settings: dict, next_id: list[int]) -> list[_Box]:
