@@ -183,6 +183,14 @@ def _groups(predictions: pd.DataFrame, bin_deg: float = 0.25) -> pd.Series:
     return "square " + lat.round(2).astype(str) + "/" + lon.round(2).astype(str)
 
 
+ERROR_MARKS = (  # the error map's legend, under the colours
+    '<div style="margin-top:4px">'
+    '<span style="color:#222">&#9679;</span> truth &nbsp; &#9675; guess</div>'
+    f"<div>below zoom {DETAIL_ZOOM}: one arrow per cell,<br>"
+    "mean truth to mean guess;<br>zoom in: each location, click for views</div>"
+)
+
+
 def error_map(
     predictions: pd.DataFrame,
     border: BaseGeometry,
@@ -198,12 +206,11 @@ def error_map(
 ) -> Path:
     """The errors of one split: an arrow per cell at country zoom, a line per location closer.
 
-    `region_accuracy` (metrics.json's, when the cells are regions) goes into the header.
-
     predictions: uuid, true_lat, true_lon, pred_lat, pred_lon, error_km (and, when present,
     true_label, pred_label, pred_prob). With `views` (uuid -> four decoded views, e.g. read
     from the run's image cache) or `dataset_dirs` (uuid -> dataset directory, decoded here)
-    each location's views are written to `views/` beside `out` and shown in its popup.
+    each location's views are written to `views/` beside `out` and shown in its popup; the
+    header shows `region_accuracy` (metrics.json's, with grid kind regions) when given.
     """
     out = Path(out)
     # worst first: the first sheets are those an inline copy carries (see inline_copy)
@@ -237,13 +244,7 @@ def error_map(
     m.get_root().html.add_child(
         header(header_text("error map", split, errors, baseline_km, synthetic, region_accuracy))
     )
-    marks = (
-        '<div style="margin-top:4px">'
-        '<span style="color:#222">&#9679;</span> truth &nbsp; &#9675; guess</div>'
-        f"<div>below zoom {DETAIL_ZOOM}: one arrow per cell,<br>"
-        "mean truth to mean guess;<br>zoom in: each location, click for views</div>"
-    )
-    m.get_root().html.add_child(legend("error (km)", marks))
+    m.get_root().html.add_child(legend("error (km)", ERROR_MARKS))
     folium.LayerControl().add_to(m)
     return _save(m, out)
 
