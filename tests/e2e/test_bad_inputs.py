@@ -8,6 +8,7 @@ message changed all fail.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import re
@@ -254,6 +255,22 @@ def config_with(*overrides: str):
     return case
 
 
+def units(coordinates, kind: str) -> str:
+    """A GeoJSON file's text holding one feature of that geometry."""
+    geometry = {"type": kind, "coordinates": coordinates}
+    feature = {"type": "Feature", "properties": {"name": "unit"}, "geometry": geometry}
+    return json.dumps({"type": "FeatureCollection", "features": [feature]})
+
+
+def regions_file(text: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "units.geojson").write_text(text)
+        overrides = ("grid.kind=regions", f"grid.regions={tmp / 'units.geojson'}")
+        return config_with(*overrides)(ds, tmp, server, monkeypatch)
+
+    return case
+
+
 def fit_of(make_run_dir):
     def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
         return ["train", "--run-dir", str(make_run_dir(ds, tmp))]
@@ -361,6 +378,13 @@ CASES = {
     "a band of rows whose top is below its bottom": config_with("train.view_rows=[0.8,0.3]"),
     "the learning-rate finder with several processes": config_with(
         "train.lr_find=show", "train.devices=2", "train.strategy=ddp"
+    ),
+    "an unknown grid kind": config_with("grid.kind=hexagons"),
+    "a setting of another grid kind": config_with("grid.cells=40"),
+    "a regions file that cannot be read": regions_file("{not json"),
+    "a regions file without polygons": regions_file(units([16, 45], "Point")),
+    "a regions file away from the border": regions_file(
+        units([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]], "Polygon")
     ),
     "`--run-dir` a dataset, not a run": fit_of(lambda ds, tmp: ds),
     "`--run-dir` a run without steps 01-03": fit_of(

@@ -20,22 +20,13 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from geoguesser.geo.cell_frame import parent_columns
 from geoguesser.geo.grid import kept_cells
-
-PARENT_PREFIX = "parent_"
-
-
-def parent_columns(cells: pd.DataFrame) -> list[str]:
-    """The `parent_1`, `parent_2`, ... columns of `cells`, in order, up to the first missing."""
-    names = []
-    while f"{PARENT_PREFIX}{len(names) + 1}" in cells.columns:
-        names.append(f"{PARENT_PREFIX}{len(names) + 1}")
-    return names
 
 
 def _candidates(classes: pd.DataFrame) -> Iterator[np.ndarray]:
     """Each coarser level's raw group keys over the classes, finest first."""
-    parents = parent_columns(classes)
+    parents = parent_columns(classes.columns)
     if parents:
         for name in parents:
             yield classes[name].to_numpy(dtype=np.int64)

@@ -19,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geoguesser.config import CENTROID_KINDS
 from geoguesser.geo.borders import bbox_diagonal_km
+from geoguesser.geo.cell_frame import parent_columns
 from geoguesser.geo.coords import MinMaxScaler
 from geoguesser.geo.grid import kept_cells
 from geoguesser.geo.hierarchy import levels as cell_levels
@@ -51,12 +52,13 @@ class Geography(GeographyDecoding):
         """From step 02's cells (GeoDataFrame), step 03's scaler and the country border."""
         classes = kept_cells(cells)
         extent = border if border is not None else shapely.box(*classes.total_bounds)
+        columns = CELL_COLUMNS + parent_columns(classes.columns)
         return cls(
-            cells={column: classes[column].tolist() for column in CELL_COLUMNS},
+            cells={column: classes[column].tolist() for column in columns},
             scaler=scaler,
             border=border,
             diagonal_km=bbox_diagonal_km(extent),
-            grid={k: cells.attrs.get(k) for k in ("cell_km", "cell_deg", "min_train")},
+            grid=_grid_facts(cells.attrs, classes),
             levels=[level.tolist() for level in cell_levels(cells)],
         )
 
@@ -99,7 +101,13 @@ class Geography(GeographyDecoding):
 
     @property
     def cell_side_m(self) -> float:
-        """A cell's side in projected metres: the hybrid's unit of offset."""
+        """A cell's side in projected metres: the hybrid's unit of offset.
+
+        Cells other than squares (grid kinds quadtree, voronoi, regions) differ in size; their
+        side is the square root of the median class's area (`side_km`, from Geography.of).
+        """
+        if self.grid.get("side_km"):
+            return float(self.grid["side_km"]) * 1000.0
         if self.grid.get("cell_deg"):
             return float(self.grid["cell_deg"]) * 111_320.0  # a degree of latitude
         return float(self.grid.get("cell_km") or 50.0) * 1000.0
@@ -124,3 +132,12 @@ class Geography(GeographyDecoding):
             for kind in CENTROID_KINDS
             for axes in (("x", "y"), ("lat", "lon"))
         }
+
+
+def _grid_facts(attrs: dict, classes) -> dict:
+    """The cells file's settings (kind and its keys) for the checkpoint; squares as before."""
+    grid = {k: attrs.get(k) for k in ("cell_km", "cell_deg", "min_train")}
+    if attrs.get("kind", "square") != "square":
+        grid.update({k: v for k, v in attrs.items() if k != "crs"})
+        grid["side_km"] = float(np.sqrt(np.median(classes.area_km2)))
+    return grid

@@ -31,7 +31,7 @@ def prepare_tables(settings: Settings) -> tuple[list[Row], Prepared | None]:
     from geoguesser.data.enrich import enrich
     from geoguesser.data.validate import validate
     from geoguesser.geo.borders import load_border
-    from geoguesser.geo.grid import kept_cells, make_cells
+    from geoguesser.geo.grid import build_cells, kept_cells
     from geoguesser.geo.splits import split_locations
     from geoguesser.model.geography import Geography
 
@@ -54,15 +54,7 @@ def prepare_tables(settings: Settings) -> tuple[list[Row], Prepared | None]:
             crs=data.crs,
         )
         train = locations[locations.split == "train"]
-        cells = make_cells(
-            border,
-            train.latitude,
-            train.longitude,
-            cell_km=None if grid.cell_deg else grid.cell_km,
-            cell_deg=grid.cell_deg,
-            crs=data.crs,
-            min_train=grid.min_train,
-        )
+        cells = build_cells(border, train.latitude, train.longitude, grid, data.crs)
         table, scaler = enrich(locations, cells)
     except UserError as error:
         return rows + [Row("split", "failed", str(error).splitlines()[0])], None
