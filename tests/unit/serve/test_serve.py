@@ -626,6 +626,8 @@ def test_a_contrastive_tta_model_serves_what_it_predicts_in_memory(enriched, tmp
     batch = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)[None]
     expected = load_checkpoint(path).locate(batch)
     got = answer.json()
-    assert got["latitude"] == pytest.approx(float(expected["lat"][0]), abs=1e-9)
-    assert got["expected_error_km"] == pytest.approx(float(expected["expected_error_km"][0]))
+    # float32 passes on the server's worker thread: the same to well under a metre
+    assert got["latitude"] == pytest.approx(float(expected["lat"][0]), abs=1e-5)
+    assert got["longitude"] == pytest.approx(float(expected["lon"][0]), abs=1e-5)
+    assert got["expected_error_km"] == pytest.approx(float(expected["expected_error_km"][0]), 1e-4)
     assert got["top_cells"][0]["label"] == int(expected["top1_label"][0])
