@@ -7,7 +7,7 @@ the batch's own plus `contrastive_negatives` points drawn from the gallery each 
 that far places across the whole country are always among them. With `tau_km`, the target
 over the candidates is exp(-d / tau_km), normalized, d the great-circle distance from the
 true location (objectives.haversine_soft_targets, the classifier's smoothing): a neighbour
-is not a full negative. Without it the target is the image's own location.
+is not a full negative. Without it the target is the image's own place.
 
 A guess is the mean, in the projected plane, of the `gallery_top_k` most similar gallery
 points, weighted by the softmax of their scaled similarities. Those weights are the head's
@@ -26,13 +26,14 @@ from torch import nn
 
 from geoguesser.config import TrainSettings
 from geoguesser.geo.borders import snap_inside
-from geoguesser.geo.coords import to_latlon
+from geoguesser.geo.coords import haversine_km_torch, to_latlon
 from geoguesser.model.confidence import expected_error_km, top_cells
 from geoguesser.model.gallery import Gallery
 from geoguesser.model.location_encoder import LocationEncoder
 from geoguesser.model.objectives import haversine_soft_targets
 
 MAX_SCALE = 100.0  # CLIP's cap on the learned inverse temperature
+SAME_PLACE_KM = 0.001  # hard targets: candidates within a metre are the same place
 
 
 class ContrastiveHead(nn.Module):
@@ -85,10 +86,17 @@ def candidate_targets(
 ) -> torch.Tensor:
     """(B, C) targets over the candidates, the first B being the batch's own locations.
 
-    exp(-d / tau_km), normalized, with `tau_km`; else each image's own location only.
+    exp(-d / tau_km), normalized, with `tau_km`; else shared by the candidates at the
+    image's own place (itself, and the gallery's copy of it if one was drawn: the gallery
+    holds the training locations, which are never negatives of themselves).
     """
     if tau_km is None:
-        return torch.eye(len(latlon), len(candidate_latlon), device=latlon.device)
+        distance = haversine_km_torch(
+            latlon[:, None, 0], latlon[:, None, 1], candidate_latlon[None, :, 0],
+            candidate_latlon[None, :, 1],
+        )  # fmt: skip
+        same = (distance < SAME_PLACE_KM).to(latlon.dtype)
+        return same / same.sum(dim=1, keepdim=True)
     return haversine_soft_targets(
         latlon[:, 0], latlon[:, 1], candidate_latlon[:, 0], candidate_latlon[:, 1], tau_km
     )

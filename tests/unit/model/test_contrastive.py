@@ -59,7 +59,13 @@ def test_a_neighbour_is_not_a_full_negative():
     soft = candidate_targets(latlon, candidates, 50.0)
     assert soft[0, 1] > 0.45 * soft[0, 0] and soft[0, 2] < 0.01  # 1 km, 222 km away
     assert soft.sum().item() == pytest.approx(1.0)
-    assert torch.equal(candidate_targets(latlon, candidates, None), torch.tensor([[1.0, 0, 0]]))
+    hard = candidate_targets(latlon, candidates, None)
+    assert torch.equal(hard, torch.tensor([[1.0, 0, 0]], dtype=torch.float64))
+    drawn_twice = torch.cat([candidates, latlon])  # the gallery's copy of the same place
+    assert torch.equal(
+        candidate_targets(latlon, drawn_twice, None),
+        torch.tensor([[0.5, 0, 0, 0.5]], dtype=torch.float64),
+    )
 
 
 def test_the_guess_is_the_weighted_mean_of_the_top_gallery_points(enriched):
