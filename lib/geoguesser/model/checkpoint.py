@@ -66,7 +66,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.on_load_checkpoint(checkpoint)
     except (KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: its retrieval index or gallery is damaged ({exc!r})") from None
+        # A contrastive model carries a gallery, never a retrieval index (the settings refuse it).
+        what = "gallery" if model.contrastive is not None else "retrieval index"
+        raise UserError(f"{path}: its {what} is damaged ({exc!r})") from None
     gallery_problem = _gallery_problem(model)
     if gallery_problem:
         raise UserError(f"{path}: {gallery_problem}")
