@@ -7,7 +7,8 @@ from here, so a choice is spelled once.
 import re
 
 # The choices some settings offer; the modules that implement them import them from here.
-OBJECTIVES = ("classification", "regression", "hybrid")
+OBJECTIVES = ("classification", "regression", "hybrid", "contrastive")
+TTAS = ("none", "mirror")  # test-time augmentation: none, or each scene also seen mirrored
 FUSIONS = ("concat", "mean", "attention")
 DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
 CENTROID_KINDS = ("centroid", "clipped", "weighted")

@@ -73,6 +73,7 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     run's long work, and writes). The weights are checked on their own: random ones cost the
     same to train."""
     from geoguesser.data.datamodule import GeoDataModule
+    from geoguesser.model.gallery import prepare
     from geoguesser.model.locator import GeoLocator
 
     train = settings.train.model_copy(
@@ -80,4 +81,6 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     )
     datamodule = GeoDataModule(table, train)
     datamodule.setup("fit")
-    return datamodule, GeoLocator(prepared.geography, train, datamodule.mean, datamodule.std)
+    model = GeoLocator(prepared.geography, train, datamodule.mean, datamodule.std)
+    prepare(model, datamodule)  # a contrastive model's gallery, as the fit draws it
+    return datamodule, model
