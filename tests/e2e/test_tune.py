@@ -45,49 +45,39 @@ def start(arguments: list[str], cwd: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-LAGGARD = """\
-train.lr: [0.003, 1.0e-7]
-pruner: {kind: median, n_startup_trials: 1, n_warmup_steps: 0}
-sampler: {kind: random}
-"""
-
-
-def test_a_two_trial_study_prunes_the_laggard_and_writes_the_best_as_a_plain_config(
+def test_two_workers_share_one_sqlite_study_and_its_best_trial_reruns_as_a_plain_run(
     tmp_path, checkout, tiny_data
 ):
-    arguments = tune_args(tmp_path, tiny_data, LAGGARD, trials=2, epochs=3)
+    space = "train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}\npruner: {kind: none}\n"
+    space += "sampler: {kind: random}\n"
+    arguments = tune_args(tmp_path, tiny_data, space, trials=2, epochs=1)
+    workers = [start([*arguments, "--worker", str(w)], checkout) for w in (0, 1)]
+    outputs = [worker.communicate(timeout=HANG_S) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out[-2000:] + err[-2000:]
+        assert out.count("== trial ") == 1, out  # one trial each: the budget is the study's
+    trials = study_of(tmp_path).trials
+    assert [t.number for t in trials] == [0, 1]
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    assert trials[0].params != trials[1].params  # the workers' samplers have their own seeds
     study_dir = tmp_path / "runs" / "study"
-    study_dir.mkdir(parents=True)
-    # The two values in a known order: a sound learning rate, then one that cannot learn.
-    study = optuna.create_study(study_name="study", storage=default_storage(study_dir))
-    study.enqueue_trial({"train.lr": 0.003})
-    study.enqueue_trial({"train.lr": 1e-7})
-    result = geoguesser(*arguments, cwd=checkout, timeout=HANG_S)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-    first, second = study_of(tmp_path).trials
-    assert (first.state.name, second.state.name) == ("COMPLETE", "PRUNED")
-    assert second.user_attrs["pruned_after_epoch"] == 1 and list(second.intermediate_values) == [1]
-    assert second.value == second.intermediate_values[1] > first.intermediate_values[1]
-    assert "pruned by the study after epoch 1: val/mean_km" in result.stdout
-    for trial, name in [(first, "trial-000"), (second, "trial-001")]:
-        metrics = json.loads((study_dir / name / "metrics.json").read_text())  # finished runs
-        recorded = yaml.safe_load((study_dir / name / "config.yaml").read_text())
-        assert recorded["train"]["lr"] == trial.params["train.lr"] and recorded["name"] == name
-    assert first.value == pytest.approx(metrics["val"]["mean_km"]) or first.value == pytest.approx(
-        json.loads((study_dir / "trial-000" / "metrics.json").read_text())["val"]["mean_km"]
-    )
-    assert json.loads((study_dir / "trial-001" / "training.json").read_text())["epochs"] == 1
-    assert "2 trials: 1 complete, 1 pruned (saving 2 of 6 epochs), 0 failed" in result.stdout
-    assert (study_dir / "summary.txt").read_text().strip().splitlines()[-1].startswith("2 trials")
-    best = study_dir / "best.yaml"
-    assert f"geoguesser run --config {best} --runs {tmp_path / 'runs'}" in result.stdout
-    rerun = load_settings(best)
-    assert rerun.name == "study-best" and rerun.train.lr == 0.003
+    assert sorted(p.name for p in study_dir.glob("trial-*")) == ["trial-000", "trial-001"]
+    for trial in trials:  # each an ordinary, finished run scored by its validation split
+        run_dir = study_dir / f"trial-{trial.number:03d}"
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert trial.value == pytest.approx(metrics["val"]["mean_km"])
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert recorded["train"]["lr"] == trial.params["train.lr"]
+    best = min(trials, key=lambda t: t.value)
+    last = outputs[0][0] if "the best trial's settings" in outputs[0][0] else outputs[1][0]
+    assert "2 trials: 2 complete, 0 pruned (saving 0 of 2 epochs), 0 failed" in last
+    assert f"geoguesser run --config {study_dir / 'best.yaml'} --runs {tmp_path / 'runs'}" in last
+    rerun = load_settings(study_dir / "best.yaml")
+    assert rerun.name == "study-best" and rerun.train.lr == best.params["train.lr"]
+    assert (study_dir / "summary.txt").read_text().splitlines()[-1].startswith("2 trials")
 
     compared = geoguesser("compare", study_dir / "trial-*", cwd=checkout)
     assert compared.returncode == 0 and "train.lr" in compared.stdout, compared.stderr
-
     import papermill
 
     from geoguesser.workflow.pipeline import ensure_kernel
@@ -104,21 +94,33 @@ def test_a_two_trial_study_prunes_the_laggard_and_writes_the_best_as_a_plain_con
     assert len(study_of(tmp_path).trials) == 2
 
 
-def test_two_workers_on_one_sqlite_study_draw_different_trials(tmp_path, checkout, tiny_data):
-    space = "train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}\npruner: {kind: none}\n"
-    space += "sampler: {kind: random}\n"
-    arguments = tune_args(tmp_path, tiny_data, space, trials=2, epochs=1)
-    workers = [start([*arguments, "--worker", str(w)], checkout) for w in (0, 1)]
-    outputs = [worker.communicate(timeout=HANG_S) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, out[-2000:] + err[-2000:]
-        assert out.count("== trial ") == 1, out  # one trial each: the budget is the study's
-    trials = study_of(tmp_path).trials
-    assert [t.number for t in trials] == [0, 1]
-    assert {t.state.name for t in trials} == {"COMPLETE"}
-    assert trials[0].params != trials[1].params  # the workers' samplers have their own seeds
-    folders = sorted(p.name for p in (tmp_path / "runs" / "study").glob("trial-*"))
-    assert folders == ["trial-000", "trial-001"]
+def test_a_trial_that_lags_is_pruned_and_its_run_still_finishes(tmp_path, checkout, tiny_data):
+    space = "train.lr: [0.003]\npruner: {kind: median, n_startup_trials: 1, n_warmup_steps: 0}\n"
+    arguments = tune_args(tmp_path, tiny_data, space, trials=2, epochs=3)
+    study_dir = tmp_path / "runs" / "study"
+    study_dir.mkdir(parents=True)
+    # The lag, forced: a finished trial on record that scored 1 km after every epoch.
+    study = optuna.create_study(study_name="study", storage=default_storage(study_dir))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"train.lr": 0.003},
+            distributions={"train.lr": optuna.distributions.CategoricalDistribution([0.003])},
+            value=1.0, intermediate_values={1: 1.0, 2: 1.0, 3: 1.0},
+            user_attrs={"max_epochs": 3},
+        )
+    )  # fmt: skip
+    result = geoguesser(*arguments, cwd=checkout, timeout=HANG_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no trial of this study has completed a run: no best settings" in result.stdout
+    _, pruned = study_of(tmp_path).trials
+    assert pruned.state.name == "PRUNED" and pruned.user_attrs["pruned_after_epoch"] == 1
+    assert list(pruned.intermediate_values) == [1]
+    assert pruned.value == pruned.intermediate_values[1] > 1.0
+    assert "pruned by the study after epoch 1: val/mean_km" in result.stdout
+    run_dir = study_dir / "trial-001"
+    assert (run_dir / "metrics.json").is_file()  # a finished run, marked pruned
+    assert json.loads((run_dir / "training.json").read_text())["epochs"] == 1
+    assert "2 trials: 1 complete, 1 pruned (saving 2 of 6 epochs), 0 failed" in result.stdout
 
 
 def test_a_killed_workers_trial_is_failed_then_retried_in_its_own_folder(
@@ -145,7 +147,7 @@ def test_a_killed_workers_trial_is_failed_then_retried_in_its_own_folder(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     killed, retry = study_of(tmp_path).trials
     assert (killed.state.name, retry.state.name) == ("FAIL", "COMPLETE")
-    assert optuna.storages.RetryFailedTrialCallback.retry_history(retry) == [0]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(retry) == [0]
     assert retry.params == killed.params and 1 in retry.intermediate_values  # inherited epochs
     assert "continuing trial-000 from 04-training" in result.stdout
     assert "resuming the fit after epoch" in result.stdout

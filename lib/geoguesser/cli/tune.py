@@ -12,7 +12,7 @@ from geoguesser.errors import UserError
 
 def _tune(args: argparse.Namespace) -> int:
     from geoguesser.workflow.pipeline import Interrupted
-    from geoguesser.workflow.study import best_table, write_best_config
+    from geoguesser.workflow.study import best_table, pruning_statistics, write_best_config
     from geoguesser.workflow.tuning import plan, tune
 
     if args.trials < 1:
@@ -30,9 +30,10 @@ def _tune(args: argparse.Namespace) -> int:
     print(f"study {tuning.name}: {tuning.storage}")
     print(best_table(study))
     best = write_best_config(study, tuning.study_dir)
-    if best is None:
-        print("no trial has completed yet: no best settings")
-        return 1
+    if best is None:  # every trial pruned or failed (or added by hand): nothing to rerun
+        print("no trial of this study has completed a run: no best settings to rerun")
+        stats = pruning_statistics(study)
+        return 0 if stats["pruned"] else 1
     print(f"the best trial's settings: {best}")
     print(f"rerun it as a plain run:   geoguesser run --config {best} --runs {args.runs}")
     return 0

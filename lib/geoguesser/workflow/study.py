@@ -4,7 +4,7 @@ The study lives in `runs/<study>/study.db` (SQLite) unless `--storage` names ano
 SQLAlchemy URL (PostgreSQL for workers on several nodes). It is opened through Optuna's RDB
 storage with a heartbeat: each running trial's worker beats every `heartbeat.interval_s`,
 a trial silent for `heartbeat.grace_s` (its worker died) is marked failed by the next worker
-that looks, and `RetryFailedTrialCallback` re-enqueues it with its parameters and its
+that looks, and `RetryHeartbeatStaleTrialCallback` re-enqueues it with its parameters and its
 reported epochs; its retry continues the same run folder. SQLite waits up to
 `SQLITE_TIMEOUT_S` for another worker's write instead of failing at once.
 """
@@ -35,20 +35,30 @@ def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{Path(study_dir).absolute() / DB_NAME}"
 
 
+def retry_callback(max_retry: int | None):
+    """Optuna's re-enqueueing of a failed trial, with its parameters and reported epochs."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry, inherit_intermediate_values=True)
+
+
 def storage_of(url: str, space: Space | None = None):
     """Optuna's RDB storage at `url`, with the space's heartbeat and retry of dead trials."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
 
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     beat = {}
     if space is not None:
         heartbeat = space.heartbeat
-        retry = RetryFailedTrialCallback(heartbeat.max_retry, inherit_intermediate_values=True)
+        retry = retry_callback(heartbeat.max_retry)
         beat = dict(
             heartbeat_interval=heartbeat.interval_s,
             grace_period=heartbeat.grace_s,
-            failed_trial_callback=retry,
+            heartbeat_stale_trial_callback=retry,
         )
     try:
         return RDBStorage(url, engine_kwargs=engine, **beat)
@@ -190,7 +200,7 @@ def best_trial(study):
 def write_best_config(study, study_dir: Path) -> Path | None:
     """The best trial's settings as a config of a plain run `<study>-best`, in the study folder."""
     best = best_trial(study)
-    if best is None:
+    if best is None or RUN_ATTR not in best.user_attrs:  # none yet, or one added by hand
         return None
     settings = recorded_settings(Path(study_dir) / best.user_attrs[RUN_ATTR])
     if settings is None:

@@ -36,6 +36,7 @@ from geoguesser.workflow.study import (
     default_storage,
     open_study,
     pruned_after,
+    retry_callback,
 )
 from geoguesser.workflow.sweeps import Member, run_member
 
@@ -83,11 +84,11 @@ def plan(
 def retried(frozen) -> list[int]:
     """The numbers of the trials a (frozen) trial retries, the first first."""
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryFailedTrialCallback.retry_history(frozen)
+        return RetryHeartbeatStaleTrialCallback.retry_history(frozen)
 
 
 def folder_number(trial) -> int:
@@ -189,12 +190,14 @@ def write_summary(tuning: Tuning, study) -> Path:
 def tune(tuning: Tuning, trials: int, worker: int = 0):
     """Run trials of the study until its budget is spent; returns the study."""
     import optuna
-    from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
+    from optuna.storages import fail_stale_trials
 
     tuning.study_dir.mkdir(parents=True, exist_ok=True)
     (tuning.study_dir / STUDY_MARKER).touch()
     study = open_study(tuning.name, tuning.storage, tuning.space, worker)
-    fail_stale_trials(study)  # trials of dead workers: failed, and their retries enqueued
+    with warnings.catch_warnings():  # experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)  # trials of dead workers: failed, and their retries enqueued
 
     def after_each(study, trial) -> None:
         if trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RUN_ATTR):
@@ -214,9 +217,7 @@ def tune(tuning: Tuning, trials: int, worker: int = 0):
             trial = current.get("trial")
             if trial is not None:  # failed by Optuna: enqueue its retry, as for a dead worker
                 frozen = study.trials[trial.number]
-                RetryFailedTrialCallback(max_retry=None, inherit_intermediate_values=True)(
-                    study, frozen
-                )
+                retry_callback(None)(study, frozen)
             raise
     write_summary(tuning, study)
     return study
