@@ -178,7 +178,8 @@ def _parse_range(key: str, value) -> FloatRange | IntRange | list:
     return (IntRange if ints else FloatRange).model_validate(value)
 
 
-def _problem(where: str, error: Exception) -> str:
+def _problem(where: str, error: Exception, joined: str = ".") -> str:
+    """One line for `error` at `where`; `joined` goes between `where` and the error's key."""
     if isinstance(error, ValidationError):
         errors = error.errors()  # a misspelt key first: it explains the missing one
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
@@ -186,7 +187,7 @@ def _problem(where: str, error: Exception) -> str:
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown key (low, high, log, step)"
-        return f"{where}{'.' + loc if loc else ''}: {message}"
+        return f"{where}{joined + loc if loc else ''}: {message}"
     return f"{where}: {error}"
 
 
@@ -226,7 +227,7 @@ def parse_space(path: Path) -> Space:
     try:
         space = Space.model_validate({k: v for k, v in loaded.items() if k in options})
     except ValidationError as error:
-        problems.append(_problem(str(path), error))
+        problems.append(_problem(str(path), error, joined=": "))
     if problems:
         raise UserError("\n".join(problems))
     return space.model_copy(update={"params": params})
