@@ -21,7 +21,7 @@ from geoguesser.workflow.study import default_storage
 from helpers.configs import set_args, tiny_overrides
 from helpers.processes import fit_processes, geoguesser
 
-HANG_S = 900  # a hang guard on a loaded 2-core machine, not a pace
+HANG_S = 1800  # a hang guard on a loaded 2-core machine (a trial took 5 min at load 10), not a pace
 
 
 def tune_args(tmp_path: Path, tiny_data, space: str, trials: int, epochs: int) -> list[str]:

@@ -106,7 +106,12 @@ class MedianPruner(_Strict):
 
     kind: Literal["median"] = "median"
     n_startup_trials: int = Field(2, ge=0, description="trials that finish before any is pruned")
-    n_warmup_steps: int = Field(1, ge=0, description="epochs of each trial never pruned")
+    n_warmup_steps: int = Field(
+        2,
+        ge=0,
+        description="epochs are counted from 1: a trial is never pruned after an epoch below"
+        " this (2: not after its first, whose score says little of its last)",
+    )
     interval_steps: int = Field(1, ge=1, description="epochs between pruning checks")
 
 

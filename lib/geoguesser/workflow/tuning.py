@@ -194,7 +194,8 @@ def tune(tuning: Tuning, trials: int, worker: int = 0):
 
     tuning.study_dir.mkdir(parents=True, exist_ok=True)
     (tuning.study_dir / STUDY_MARKER).touch()
-    study = open_study(tuning.name, tuning.storage, tuning.space, worker)
+    with locked(tuning.study_dir / STUDY_MARKER):  # workers starting together create it once
+        study = open_study(tuning.name, tuning.storage, tuning.space, worker)
     with warnings.catch_warnings():  # experimental in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(study)  # trials of dead workers: failed, and their retries enqueued
