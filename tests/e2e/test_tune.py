@@ -153,3 +153,23 @@ def test_a_killed_workers_trial_is_failed_then_retried_in_its_own_folder(
     assert "resuming the fit after epoch" in result.stdout
     assert (run_dir / "metrics.json").is_file()
     assert not (tmp_path / "runs" / "study" / "trial-001").exists()
+
+
+def test_the_slurm_script_starts_one_worker_per_array_task(tmp_path):
+    # The one-node cluster (test_slurm.py) costs minutes; this runs the script as sbatch
+    # would on array task 3, with a stand-in geoguesser that records its arguments.
+    from helpers.paths import REPO
+
+    stand_in = tmp_path / ".venv" / "bin" / "geoguesser"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_text('#!/bin/bash\necho "$@"\n')
+    stand_in.chmod(0o755)
+    env = {**os.environ, "SLURM_SUBMIT_DIR": str(tmp_path), "SLURM_ARRAY_TASK_ID": "3"}
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm-tune.sbatch"), "configs/lumen.yaml", "--space",
+         "space.yaml", "--trials", "40"], env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == [
+        "tune", "--config", "configs/lumen.yaml", "--worker", "3", "--space", "space.yaml",
+        "--trials", "40",
+    ]  # fmt: skip
