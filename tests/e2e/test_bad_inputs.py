@@ -271,6 +271,16 @@ def regions_file(text: str):
     return case
 
 
+def tune_with(space: str, *options: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "space.yaml").write_text(space)
+        return ["tune", "--config", str(REPO / "configs/demo.yaml"), "--space",
+                str(tmp / "space.yaml"), "--trials", "2", "--runs", str(tmp / "runs"),
+                "--set", f"data.dataset_dirs=[{ds}]", *options]  # fmt: skip
+
+    return case
+
+
 def fit_of(make_run_dir):
     def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
         return ["train", "--run-dir", str(make_run_dir(ds, tmp))]
@@ -386,6 +396,11 @@ CASES = {
     "a regions file away from the border": regions_file(
         units([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]], "Polygon")
     ),
+    "a space file with a misspelt setting": tune_with("train.lrr: {low: 1.0e-4, high: 0.01}"),
+    "a space range whose low is above its high": tune_with("train.lr: {low: 0.1, high: 0.01}"),
+    "a space range the settings schema refuses": tune_with("train.lr: {low: -1.0, high: 0.1}"),
+    "a space file naming an unknown pruner": tune_with("train.lr: [0.1]\npruner: {kind: best}"),
+    "`--trials 0`": tune_with("train.lr: [0.1]", "--trials", "0"),
     "`--run-dir` a dataset, not a run": fit_of(lambda ds, tmp: ds),
     "`--run-dir` a run without steps 01-03": fit_of(
         lambda ds, tmp: (
