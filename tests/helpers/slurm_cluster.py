@@ -56,10 +56,17 @@ def node_line() -> str:
 
 def slurm_conf(root: Path, node: str) -> str:
     name = node.split()[0].removeprefix("NodeName=")
+    controller_port = _free_port()
+    # Lightning's rendezvous port for a SLURM job is 15000 + the job id's last four digits:
+    # two clusters of two test sessions at once both numbering from 1 gave their first jobs
+    # one port, and one fit's ranks met the other's (srun: Force Terminated). The job ids
+    # start from the controller's port instead, which no other live cluster here holds.
+    first_job_id = controller_port % 10000 or 10000
     return f"""\
 ClusterName=geoguesser-test
 SlurmctldHost={name}(127.0.0.1)
-SlurmctldPort={_free_port()}
+SlurmctldPort={controller_port}
+FirstJobId={first_job_id}
 SlurmdPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
