@@ -52,9 +52,10 @@ import pandas as pd
 import torch
 from bench_real_sample import SAMPLE, fold_tables
 
+import geoguesser
 from geoguesser.atomic import atomic_path, locked
 from geoguesser.config import Settings, load_settings
-from geoguesser.data.enrich import enrich
+from geoguesser.data.enrich import prepare
 from geoguesser.data.normalization import normalization
 from geoguesser.data.synthetic import generate
 from geoguesser.data.validate import load_locations
@@ -62,11 +63,13 @@ from geoguesser.data.views import LocationDataset
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import load_border
 from geoguesser.geo.coords import haversine_km
-from geoguesser.geo.grid import kept_cells, make_cells
-from geoguesser.geo.metrics import mean_location
+from geoguesser.geo.grid import kept_cells
+from geoguesser.geo.metrics import mean_location, region_accuracy
+from geoguesser.geo.regions import load_regions
 from geoguesser.geo.splits import split_locations
-from geoguesser.model.features import backbone_features
+from geoguesser.model.features import MIRRORED, backbone_features
 from geoguesser.model.network import MultiViewNet
+from geoguesser.model.tta import MIRRORED_FEATURES
 from geoguesser.training.fit import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,12 +79,38 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS_IN = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
 WEIGHTS = REPO / "weights" / "efficientnet_lite0.pth"
 
-# name -> overrides of the table's base settings. The first row is the reference the others
-# are compared with, location by location.
+# The design (docs/benchmarks.md says why): each kind of cells with the classification head,
+# then with its coarser levels' cross-entropy, then with the hybrid head; the contrastive
+# head, which has no cells; and the reference fitted with test-time mirroring (every row is
+# also placed with it put in or taken out: the "TTA" column). Each row: overrides of the
+# table's base settings; the first is the reference the others are compared with.
+KINDS = ("square", "quadtree", "voronoi", "regions")
+HIERARCHY = 2  # coarser levels: 2x2 and 4x4 blocks of squares, or a cell's parent_1, parent_2
 ROWS: dict[str, list[str]] = {
-    "square classification": ["train.objective=classification"],
-    "square hybrid": ["train.objective=hybrid"],
-    "square regression": ["train.objective=regression"],
+    **{f"{k} classification": [f"grid.kind={k}", "train.objective=classification"] for k in KINDS},
+    **{
+        f"{k} classification +hierarchy": [
+            f"grid.kind={k}",
+            "train.objective=classification",
+            f"train.hierarchy={HIERARCHY}",
+        ]
+        for k in KINDS
+    },
+    **{f"{k} hybrid": [f"grid.kind={k}", "train.objective=hybrid"] for k in KINDS},
+    "contrastive": ["train.objective=contrastive"],
+    "square classification, fitted with TTA": [
+        "grid.kind=square",
+        "train.objective=classification",
+        "train.tta=mirror",
+    ],
+}
+# The real sample's 68 training locations a fold: the kinds' defaults, made for thousands,
+# would leave the quadtree unsplit (same as squares) and give Voronoi about a cell a location.
+# There each kind gets about as many cells as 50 km squares give (20 or so).
+REAL_KIND_SETTINGS = {
+    "quadtree": ["grid.cell_km=100", "grid.max_train=8"],
+    "voronoi": ["grid.cells=20"],
+    "regions": ["grid.min_region_train=3"],
 }
 
 
@@ -106,20 +135,30 @@ def synthetic_overrides(px: int, epochs: int) -> list[str]:
 
 @dataclass
 class Placed:
-    """One row's held-out placements: where each test location was, and where it was put."""
+    """One row's held-out placements: where each test location was, and where it was put
+    (by the model as fitted, and with test-time mirroring put in or taken out)."""
 
     name: str
     lat: np.ndarray
     lon: np.ndarray
     pred_lat: np.ndarray
     pred_lon: np.ndarray
+    tta_lat: np.ndarray
+    tta_lon: np.ndarray
     fold: np.ndarray
     classes: int
     fit_s: float
     errors: np.ndarray = field(init=False)
+    tta_errors: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.errors = haversine_km(self.lat, self.lon, self.pred_lat, self.pred_lon)
+        self.tta_errors = haversine_km(self.lat, self.lon, self.tta_lat, self.tta_lon)
+
+    def county_accuracy(self, crs: str) -> float:
+        """The share of locations placed in their own county (Croatia's 21)."""
+        counties = load_regions("counties")
+        return region_accuracy(counties, self.lat, self.lon, self.pred_lat, self.pred_lon, crs)
 
 
 # --- data and features -------------------------------------------------------------------
@@ -158,29 +197,38 @@ def store_path(cache: Path, settings: Settings, dataset_dir: Path) -> Path:
     return cache / f"features-{Path(dataset_dir).name}-{digest}.pt"
 
 
-def feature_store(settings: Settings, locations: pd.DataFrame, path: Path) -> dict:
-    """Every location's frozen features, (dataset folder, uuid) -> (4, D): read, or computed."""
+def feature_store(settings: Settings, locations: pd.DataFrame, mirror: pd.Series, path: Path):
+    """Frozen features of every location, and of the `mirror` ones' mirrored scenes.
+
+    A dict from (dataset folder, uuid) to the (4, D) features, and from (folder, uuid,
+    MIRRORED) to the mirrored scene's (test-time mirroring needs those of the validation and
+    test locations), as the data module's store keeps them: read from `path`, whatever is
+    missing computed by the backbone once and `path` rewritten.
+    """
     with locked(path.with_suffix(".lock")):
+        store: dict = {}
         if path.exists():
             saved = torch.load(path, weights_only=True)
-            return dict(zip(map(tuple, saved["keys"]), saved["features"], strict=True))
-        t0 = time.perf_counter()
+            store = dict(zip(map(tuple, saved["keys"]), saved["features"], strict=True))
+        before, t0 = len(store), time.perf_counter()
         s = settings.train
         dataset = LocationDataset(locations.assign(split="train"), s.image_size)
         mean, std = normalization(s, dataset)
         torch.manual_seed(s.seed)
         net = MultiViewNet.build(s, 1, mean, std)
-        store: dict = {}
         backbone_features(net, dataset, s.batch_size, s.num_workers, store)
-        keys = list(store)
-        with atomic_path(path) as tmp:
-            torch.save({"keys": keys, "features": torch.stack([store[k] for k in keys])}, tmp)
-        seconds = time.perf_counter() - t0
-        print(
-            f"features of {len(locations):,} locations ({4 * len(locations):,} views) by frozen "
-            f"{s.backbone} at {s.image_size} px: {seconds:.0f} s, kept in {path}",
-            flush=True,
-        )
+        mirrored = LocationDataset(locations[mirror.to_numpy()].assign(split="train"), s.image_size)
+        backbone_features(net, mirrored, s.batch_size, s.num_workers, store, mirrored=True)
+        if len(store) > before:
+            keys = list(store)
+            with atomic_path(path) as tmp:
+                torch.save({"keys": keys, "features": torch.stack([store[k] for k in keys])}, tmp)
+            print(
+                f"features of {len(store) - before:,} scenes ({4 * (len(store) - before):,} "
+                f"views) by frozen {s.backbone} at {s.image_size} px: "
+                f"{time.perf_counter() - t0:.0f} s, kept in {path}",
+                flush=True,
+            )
     return store
 
 
@@ -197,31 +245,31 @@ def growth_splits(locations: pd.DataFrame, sizes: list[int], seed: int) -> dict[
 
 
 def prepared(settings: Settings, table: pd.DataFrame, border):
-    """(enriched table, cells, scaler) of a split table under the row's grid settings."""
-    g = settings.grid
-    train_rows = table[table.split == "train"]
-    cells = make_cells(
-        border,
-        train_rows.latitude,
-        train_rows.longitude,
-        g.cell_km,
-        g.cell_deg,
-        settings.data.crs,
-        g.min_train,
-    )
-    enriched, scaler = enrich(table, cells)
-    return enriched, cells, scaler
+    """(enriched table, cells, scaler) of a split table: the row's grid, from its train rows."""
+    return prepare(table, border, crs=settings.data.crs, grid=settings.grid)
 
 
 @torch.no_grad()
-def place(model, table: pd.DataFrame, store: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted model's guesses for the test rows, from their four views' features."""
+def place(model, table: pd.DataFrame, store: dict, tta: str) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted model's guesses for the test rows from their views' features, `tta` on or off.
+
+    The model answers through its own evaluation path (GeoLocator.answered), with the
+    setting `tta` put in for this call: with "mirror" it also reads the mirrored scenes'
+    features from the store, and a model fitted either way is placed both ways.
+    """
     rows = table[table.split == "test"]
-    keys = zip(rows.dataset_dir.astype(str), rows.uuid.astype(str), strict=True)
-    features = torch.stack([store[k] for k in keys])
+    keys = list(zip(rows.dataset_dir.astype(str), rows.uuid.astype(str), strict=True))
+    batch = {"features": torch.stack([store[k] for k in keys])}
+    if tta == "mirror":
+        batch[MIRRORED_FEATURES] = torch.stack([store[(*k, MIRRORED)] for k in keys])
     model = model.eval()
-    fused = model.fused({"features": features})
-    decoded = model.decode(model.net.head(fused), fused=fused)
+    fitted_with = model.settings
+    model.settings = fitted_with.model_copy(update={"tta": tta})
+    try:
+        outputs, fused = model.answered(batch)
+        decoded = model.decode(outputs, fused=fused)
+    finally:
+        model.settings = fitted_with
     return np.asarray(decoded["lat"]), np.asarray(decoded["lon"])
 
 
@@ -229,7 +277,7 @@ def place(model, table: pd.DataFrame, store: dict) -> tuple[np.ndarray, np.ndarr
 def code_digest() -> str:
     """A hash of the library's code and of `place`: a placement stays valid while they do."""
     digest = hashlib.sha256(inspect.getsource(place).encode())
-    for path in sorted((REPO / "lib" / "geoguesser").rglob("*.py")):
+    for path in sorted(Path(geoguesser.__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -258,13 +306,16 @@ def fit_once(settings: Settings, table: pd.DataFrame, border, store: dict, cache
         result = train(
             train_settings, enriched, cells, scaler, run_dir, border, feature_store=store
         )
-        pred_lat, pred_lon = place(result.model, enriched, store)
+        pred_lat, pred_lon = place(result.model, enriched, store, "none")
+        tta_lat, tta_lon = place(result.model, enriched, store, "mirror")
     test = enriched[enriched.split == "test"]
     found = {
         "lat": test.latitude.to_numpy(),
         "lon": test.longitude.to_numpy(),
         "pred_lat": pred_lat,
         "pred_lon": pred_lon,
+        "tta_lat": tta_lat,
+        "tta_lon": tta_lon,
         "classes": np.array(len(kept_cells(cells))),
         "fit_s": np.array(time.perf_counter() - t0),
     }
@@ -279,7 +330,8 @@ def fit_row(
 ) -> Placed:
     """Fit the row once per table (a size, or each fold) and place each table's test rows."""
     fits = [fit_once(settings, table, border, store, cache) for table in tables]
-    stacked = [np.concatenate([f[k] for f in fits]) for k in ("lat", "lon", "pred_lat", "pred_lon")]
+    columns = ("lat", "lon", "pred_lat", "pred_lon", "tta_lat", "tta_lon")
+    stacked = [np.concatenate([f[k] for f in fits]) for k in columns]
     fold = np.concatenate([np.full(len(f["lat"]), i) for i, f in enumerate(fits)])
     classes = round(np.mean([f["classes"] for f in fits]))
     return Placed(name, *stacked, fold, classes, float(np.mean([f["fit_s"] for f in fits])))
@@ -288,41 +340,43 @@ def fit_row(
 def baseline(tables: list[pd.DataFrame], crs: str) -> Placed:
     """Always answering the mean of the training locations, on each table's test rows."""
     parts = []
-    for i, table in enumerate(tables):
+    for table in tables:
         train_rows, test = table[table.split == "train"], table[table.split == "test"]
         lat, lon = mean_location(train_rows.latitude, train_rows.longitude, crs)
-        n = len(test)
-        parts.append((test.latitude, test.longitude, np.full(n, lat), np.full(n, lon), i))
-    stacked = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(4)]
-    fold = np.concatenate([np.full(len(p[0]), p[4]) for p in parts])
+        guess = [np.full(len(test), lat), np.full(len(test), lon)]
+        parts.append([test.latitude.to_numpy(), test.longitude.to_numpy(), *guess, *guess])
+    stacked = [np.concatenate([p[k] for p in parts]) for k in range(6)]
+    fold = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
     return Placed("baseline: training mean", *stacked, fold, 1, 0.0)
 
 
 # --- the table -----------------------------------------------------------------------------
 
 
-def table_lines(placed: list[Placed], base: Placed, folds: bool) -> list[str]:
-    """The markdown table: one line per row, the baseline last."""
+def table_lines(
+    placed: list[Placed], refused: dict[str, str], base: Placed, folds: bool, crs: str
+) -> list[str]:
+    """The markdown table: a line per row (a refused one says why), the baseline last."""
     reference = placed[0] if placed else base
-    head = ["row", "classes", "mean km", "median km", "acc@25 km", "/ baseline"]
-    head += ["Δ mean vs first (± se)", *(["fold sd"] if folds else []), "fit s"]
+    head = ["row", "classes", "mean km", "median km", "acc@25 km", "county acc", "/ baseline"]
+    head += ["Δ mean vs first (± se)", "mean km, TTA", *(["fold sd"] if folds else []), "fit s"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1)]
     for row in [*placed, base]:
+        if row is base:
+            lines += [f"| {name} | refused: {why} |" for name, why in refused.items()]
         e = row.errors
         diff = e - reference.errors
-        delta = (
-            ""
-            if row is reference
-            else f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}"
-        )
+        se = diff.std(ddof=1) / np.sqrt(len(diff))
         cells = [
             row.name,
             f"{row.classes:,}",
             f"{e.mean():.1f}",
             f"{np.median(e):.1f}",
             f"{(e <= 25).mean():.3f}",
+            f"{row.county_accuracy(crs):.3f}",
             f"{e.mean() / base.errors.mean():.3f}",
-            delta,
+            "" if row is reference else f"{diff.mean():+.1f} ± {se:.1f}",
+            "" if row is base else f"{row.tta_errors.mean():.1f}",
         ]
         if folds:
             means = [e[row.fold == f].mean() for f in np.unique(row.fold)]
@@ -336,26 +390,33 @@ def run_table(
     title: str, settings: dict[str, Settings], tables: list[pd.DataFrame], border, store, cache
 ) -> list[str]:
     """Fit every row on the tables, print each as it ends, and return the titled table."""
-    placed = []
+    placed, refused = [], {}
     t0 = time.perf_counter()
     for name, row_settings in settings.items():
-        placed.append(fit_row(name, row_settings, tables, border, store, cache))
-        p = placed[-1]
+        try:
+            p = fit_row(name, row_settings, tables, border, store, cache)
+        except UserError as exc:  # an option the project refuses on this data: say so, go on
+            refused[name] = str(exc).splitlines()[0]
+            print(f"  {title}: {name:32s} refused: {refused[name]}", flush=True)
+            continue
+        placed.append(p)
         print(
             f"  {title}: {name:32s} mean {p.errors.mean():6.1f} km  median "
             f"{np.median(p.errors):6.1f} km  ({p.fit_s:.1f} s a fit)",
             flush=True,
         )
-    crs = next(iter(settings.values())).data.crs if settings else "EPSG:3765"
+    crs = next(iter(settings.values())).data.crs
     base = baseline(tables, crs)
     lines = [f"### {title} ({time.perf_counter() - t0:.0f} s)", ""]
-    return lines + table_lines(placed, base, folds=len(tables) > 1)
+    return lines + table_lines(placed, refused, base, len(tables) > 1, crs)
 
 
 # --- the two parts -------------------------------------------------------------------------
 
 
-def row_settings(config: Path, common: list[str], only: list[str] | None) -> dict[str, Settings]:
+def row_settings(
+    config: Path, common: list[str], only: list[str] | None, kinds=lambda name: []
+) -> dict[str, Settings]:
     """Each row's settings, checked by the schema before any long work starts.
 
     The data folder (perhaps not painted yet) is put in afterwards with `on_data`; the
@@ -365,7 +426,13 @@ def row_settings(config: Path, common: list[str], only: list[str] | None) -> dic
     with tempfile.TemporaryDirectory() as stand_in:
         (Path(stand_in) / "data.csv").touch()
         data = f"data.dataset_dirs=[{stand_in}]"
-        return {n: load_settings(config, [*common, *ROWS[n], data]) for n in names}
+        return {n: load_settings(config, [*common, *ROWS[n], *kinds(n), data]) for n in names}
+
+
+def real_kind(name: str) -> list[str]:
+    """The real sample's settings of the row's kind of cells (REAL_KIND_SETTINGS)."""
+    kind = next((k for k in KINDS if f"grid.kind={k}" in ROWS[name]), "square")
+    return REAL_KIND_SETTINGS.get(kind, [])
 
 
 def on_data(settings: dict[str, Settings], dataset: Path) -> dict[str, Settings]:
@@ -382,9 +449,11 @@ def synthetic_part(args, rows: dict[str, Settings]) -> list[str]:
     first = next(iter(settings.values()))
     border = load_border(first.data.border, first.data.country)
     locations, _ = load_locations([dataset], border=border)
-    store = feature_store(first, locations, store_path(args.cache, first, dataset))
+    tables = growth_splits(locations, args.sizes, seed=0)
+    held_out = locations.uuid.isin(tables[max(args.sizes)].query("split != 'train'").uuid)
+    store = feature_store(first, locations, held_out, store_path(args.cache, first, dataset))
     lines = []
-    for n, table in growth_splits(locations, args.sizes, seed=0).items():
+    for n, table in tables.items():
         counts = table.split.value_counts()
         title = (
             f"Synthetic, {n:,} locations ({counts['train']:,} train, {counts['val']:,} val; "
@@ -399,7 +468,8 @@ def real_part(args, rows: dict[str, Settings]) -> list[str]:
     first = next(iter(settings.values()))
     border = load_border(first.data.border, first.data.country)
     locations, _ = load_locations([args.sample], border=border)
-    store = feature_store(first, locations, store_path(args.cache, first, args.sample))
+    every = pd.Series(True, index=locations.index)  # each is held out in one fold
+    store = feature_store(first, locations, every, store_path(args.cache, first, args.sample))
     tables = fold_tables(locations, args.folds, first.split.fractions, args.seed)
     title = f"Real sample, {len(locations)} locations, {args.folds}-fold CV (fold seed {args.seed})"
     return run_table(title, settings, tables, border, store, args.cache)
@@ -417,7 +487,7 @@ def parts(args) -> list:
         print(f"skipped the real sample: not at {args.sample}")
     elif args.real:
         common = ["train.image_cache_dir=null", *args.set]
-        rows = row_settings(REPO / "configs" / "sample.yaml", common, args.only)
+        rows = row_settings(REPO / "configs" / "sample.yaml", common, args.only, real_kind)
         todo.append((real_part, rows))
     return todo
 
@@ -448,7 +518,8 @@ def parse_args(argv=None):
         parser.error(f"--only {unknown[0]!r}: no such row (rows: {', '.join(ROWS)})")
     if any(n < 20 for n in args.sizes) or args.folds < 2:
         parser.error("--sizes need at least 20 locations each and --folds at least 2")
-    if not WEIGHTS.is_file():
+    own_weights = any(item.startswith("train.weights=") for item in args.set)
+    if not WEIGHTS.is_file() and not own_weights:
         parser.error(f"{WEIGHTS} is missing: run `make sample-weights` first")
     return args
 
