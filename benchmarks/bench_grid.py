@@ -2,7 +2,10 @@
 
 Prints the time to build the grid, the time to assign the locations with the spatial index
 (`assign_cells`), and the same assignment done the naive way (a Python loop over cells, each
-testing every point), with the speed-up ratio. Usage: python benchmarks/bench_grid.py
+testing every point), with the speed-up ratio. Then, with `--kinds`, each grid kind
+(square, quadtree, voronoi, regions) built from growing numbers of training locations
+(`--sizes`), with the same two assignments of those locations and their ratio.
+Usage: python benchmarks/bench_grid.py [--kinds]
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ import time
 import numpy as np
 import shapely
 
+from geoguesser.config import GridSettings
 from geoguesser.data.landscape import Landscape
 from geoguesser.geo.borders import load_border, load_coast
 from geoguesser.geo.coords import to_projected
-from geoguesser.geo.grid import assign_cells, kept_cells, make_cells
+from geoguesser.geo.grid import assign_cells, build_cells, kept_cells, make_cells
+
+KIND_SETTINGS = {
+    "square": dict(kind="square", cell_km=25),
+    "quadtree": dict(kind="quadtree", cell_km=100, max_train=100),
+    "voronoi": dict(kind="voronoi", cells=100),
+    "regions": dict(kind="regions", max_train=200),
+}
 
 
 def naive_assign(cells, lat, lon) -> np.ndarray:
@@ -36,13 +47,41 @@ def naive_assign(cells, lat, lon) -> np.ndarray:
     return labels
 
 
+def timed(function, *args):
+    start = time.perf_counter()
+    value = function(*args)
+    return value, time.perf_counter() - start
+
+
+def kinds(border, sizes: list[int]) -> None:
+    """Each kind's build time at growing training sizes, and its assignment against naive."""
+    warm_lat, warm_lon = Landscape(border, load_coast()).sample(200, np.random.default_rng(0))
+    for settings in KIND_SETTINGS.values():  # imports (scikit-learn) and caches out of the timing
+        build_cells(border, warm_lat, warm_lon, GridSettings(**settings), "EPSG:3766")
+    print("kind      train  classes  build s  assign s  naive s  ratio")
+    for size in sizes:
+        lat, lon = Landscape(border, load_coast()).sample(size, np.random.default_rng(size))
+        for name, settings in KIND_SETTINGS.items():
+            grid = GridSettings(**settings)
+            cells, build = timed(build_cells, border, lat, lon, grid, "EPSG:3766")
+            _, fast = timed(assign_cells, cells, lat, lon)
+            _, slow = timed(naive_assign, cells, lat, lon)
+            n, ratio = len(kept_cells(cells)), slow / fast
+            print(f"{name:9} {size:6} {n:8} {build:8.2f} {fast:9.3f} {slow:8.2f} {ratio:5.0f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locations", type=int, default=100_000)
     parser.add_argument("--cell-km", type=float, default=5.0)
+    parser.add_argument("--kinds", action="store_true", help="every grid kind at growing sizes")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     args = parser.parse_args()
 
     border = load_border()
+    if args.kinds:
+        kinds(border, args.sizes)
+        return
     lat, lon = Landscape(border, load_coast()).sample(args.locations, np.random.default_rng(0))
     train = np.random.default_rng(1).random(args.locations) < 0.8
 

@@ -1,4 +1,4 @@
-"""MkDocs hooks: the settings page filled from the schema; the checkout's figures, served as is.
+"""MkDocs hooks: the settings and tuning pages filled from their schemas; figures served as is.
 
 Both keep one copy of a thing in the tree. The settings tables are generated from
 `geoguesser.config.schema_markdown()` at build time, so the page cannot go stale and no test has
@@ -12,16 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 
 SETTINGS_MARKER = "<!-- settings: the schema's tables, put here by docs/hooks.py -->"
+SPACE_MARKER = "<!-- space: the space file's tables, put here by docs/hooks.py -->"
 FIGURES = "figures"  # the checkout's folder of figures, beside mkdocs.yml
 
 
 def with_schema(markdown: str) -> str:
-    """The page with the settings marker replaced by the schema's tables (as is without one)."""
-    if SETTINGS_MARKER not in markdown:
-        return markdown
-    from geoguesser.config import schema_markdown  # only the settings page needs the package
+    """The page with the settings marker replaced by the schema's tables (as is without one),
+    and the space marker by the space file's (geoguesser.workflow.space, what tune accepts)."""
+    if SETTINGS_MARKER in markdown:
+        from geoguesser.config import schema_markdown  # only these pages need the package
 
-    return markdown.replace(SETTINGS_MARKER, schema_markdown().strip())
+        markdown = markdown.replace(SETTINGS_MARKER, schema_markdown().strip())
+    if SPACE_MARKER in markdown:
+        from geoguesser.workflow.space import space_markdown
+
+        markdown = markdown.replace(SPACE_MARKER, space_markdown().strip())
+    return markdown
 
 
 def figure_links(markdown: str, src_uri: str) -> str:

@@ -8,6 +8,7 @@ message changed all fail.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import re
@@ -254,6 +255,32 @@ def config_with(*overrides: str):
     return case
 
 
+def units(coordinates, kind: str) -> str:
+    """A GeoJSON file's text holding one feature of that geometry."""
+    geometry = {"type": kind, "coordinates": coordinates}
+    feature = {"type": "Feature", "properties": {"name": "unit"}, "geometry": geometry}
+    return json.dumps({"type": "FeatureCollection", "features": [feature]})
+
+
+def regions_file(text: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "units.geojson").write_text(text)
+        overrides = ("grid.kind=regions", f"grid.regions={tmp / 'units.geojson'}")
+        return config_with(*overrides)(ds, tmp, server, monkeypatch)
+
+    return case
+
+
+def tune_with(space: str, *options: str):
+    def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
+        (tmp / "space.yaml").write_text(space)
+        return ["tune", "--config", str(REPO / "configs/demo.yaml"), "--space",
+                str(tmp / "space.yaml"), "--trials", "2", "--runs", str(tmp / "runs"),
+                "--set", f"data.dataset_dirs=[{ds}]", *options]  # fmt: skip
+
+    return case
+
+
 def fit_of(make_run_dir):
     def case(ds: Path, tmp: Path, server, monkeypatch) -> list[str]:
         return ["train", "--run-dir", str(make_run_dir(ds, tmp))]
@@ -362,6 +389,18 @@ CASES = {
     "the learning-rate finder with several processes": config_with(
         "train.lr_find=show", "train.devices=2", "train.strategy=ddp"
     ),
+    "an unknown grid kind": config_with("grid.kind=hexagons"),
+    "a setting of another grid kind": config_with("grid.cells=40"),
+    "a regions file that cannot be read": regions_file("{not json"),
+    "a regions file without polygons": regions_file(units([16, 45], "Point")),
+    "a regions file away from the border": regions_file(
+        units([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]], "Polygon")
+    ),
+    "a space file with a misspelt setting": tune_with("train.lrr: {low: 1.0e-4, high: 0.01}"),
+    "a space range whose low is above its high": tune_with("train.lr: {low: 0.1, high: 0.01}"),
+    "a space range the settings schema refuses": tune_with("train.lr: {low: -1.0, high: 0.1}"),
+    "a space file naming an unknown pruner": tune_with("train.lr: [0.1]\npruner: {kind: best}"),
+    "`--trials 0`": tune_with("train.lr: [0.1]", "--trials", "0"),
     "`--run-dir` a dataset, not a run": fit_of(lambda ds, tmp: ds),
     "`--run-dir` a run without steps 01-03": fit_of(
         lambda ds, tmp: (

@@ -9,7 +9,7 @@ from geoguesser.workflow.runs import STEPS
 from helpers.paths import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-ON_DEMAND = ["06-compare-runs"]  # run by hand or papermill, never by `geoguesser run`
+ON_DEMAND = ["06-compare-runs", "07-study"]  # run by hand or papermill, never by `geoguesser run`
 
 
 def test_the_notebooks_are_the_pipeline_steps_then_the_on_demand_ones():

@@ -16,10 +16,7 @@ differently.
 
 from __future__ import annotations
 
-import base64
 import html
-import json
-import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -35,7 +32,8 @@ from matplotlib.colors import to_hex
 from shapely.geometry.base import BaseGeometry
 
 from geoguesser.analysis.leaflet import leaflet_inline
-from geoguesser.analysis.map_boxes import box, header, header_text, legend
+from geoguesser.analysis.map_boxes import box, header, header_text, legend, script_json
+from geoguesser.analysis.map_inline import inline_copy, notebook_view  # noqa: F401 (re-exported)
 from geoguesser.analysis.view_sheets import VIEW_PX, decoded_views, write_view_sheets
 from geoguesser.atomic import atomic_path
 from geoguesser.style import (
@@ -94,11 +92,6 @@ def _save(m: folium.Map, out: str | Path) -> Path:
     return Path(out)
 
 
-def _json(value) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
-
-
 # --- the error map -------------------------------------------------------------------------
 
 
@@ -114,9 +107,11 @@ class ErrorLayer(MacroElement):
     def __init__(self, rows: list, cells: list, detail_zoom: int = DETAIL_ZOOM):
         super().__init__()
         self._name = "ErrorLayer"
-        self.rows, self.cells = _json(rows), _json(cells)
+        self.rows, self.cells = script_json(rows), script_json(cells)
         low, high = ERROR_CMAP_RANGE
-        self.colours = _json([to_hex(colormaps[ERROR_CMAP](x)) for x in np.linspace(low, high, 32)])
+        self.colours = script_json(
+            [to_hex(colormaps[ERROR_CMAP](x)) for x in np.linspace(low, high, 32)]
+        )
         self.scale = ERROR_SCALE_KM
         self.detail_zoom = detail_zoom
         self.view_px = round(VIEW_PX * 1.5)  # shown a little larger than stored
@@ -188,6 +183,14 @@ def _groups(predictions: pd.DataFrame, bin_deg: float = 0.25) -> pd.Series:
     return "square " + lat.round(2).astype(str) + "/" + lon.round(2).astype(str)
 
 
+ERROR_MARKS = (  # the error map's legend, under the colours
+    '<div style="margin-top:4px">'
+    '<span style="color:#222">&#9679;</span> truth &nbsp; &#9675; guess</div>'
+    f"<div>below zoom {DETAIL_ZOOM}: one arrow per cell,<br>"
+    "mean truth to mean guess;<br>zoom in: each location, click for views</div>"
+)
+
+
 def error_map(
     predictions: pd.DataFrame,
     border: BaseGeometry,
@@ -199,13 +202,15 @@ def error_map(
     split: str = "test",
     baseline_km: float | None = None,
     synthetic: bool = False,
+    region_accuracy: float | None = None,
 ) -> Path:
     """The errors of one split: an arrow per cell at country zoom, a line per location closer.
 
     predictions: uuid, true_lat, true_lon, pred_lat, pred_lon, error_km (and, when present,
     true_label, pred_label, pred_prob). With `views` (uuid -> four decoded views, e.g. read
     from the run's image cache) or `dataset_dirs` (uuid -> dataset directory, decoded here)
-    each location's views are written to `views/` beside `out` and shown in its popup.
+    each location's views are written to `views/` beside `out` and shown in its popup; the
+    header shows `region_accuracy` (metrics.json's, with grid kind regions) when given.
     """
     out = Path(out)
     # worst first: the first sheets are those an inline copy carries (see inline_copy)
@@ -237,15 +242,9 @@ def error_map(
     ErrorLayer(rows, cells).add_to(m)
     errors = predictions.error_km.to_numpy()
     m.get_root().html.add_child(
-        header(header_text("error map", split, errors, baseline_km, synthetic))
+        header(header_text("error map", split, errors, baseline_km, synthetic, region_accuracy))
     )
-    marks = (
-        '<div style="margin-top:4px">'
-        '<span style="color:#222">&#9679;</span> truth &nbsp; &#9675; guess</div>'
-        f"<div>below zoom {DETAIL_ZOOM}: one arrow per cell,<br>"
-        "mean truth to mean guess;<br>zoom in: each location, click for views</div>"
-    )
-    m.get_root().html.add_child(legend("error (km)", marks))
+    m.get_root().html.add_child(legend("error (km)", ERROR_MARKS))
     folium.LayerControl().add_to(m)
     return _save(m, out)
 
@@ -333,66 +332,3 @@ def locations_map(
     m.get_root().html.add_child(box("<b>split</b>" + "".join(rows), "bottom:30px;right:10px"))
     folium.LayerControl(collapsed=False).add_to(m)
     return _save(m, out)
-
-
-# --- the error map inside JupyterLab ---------------------------------------------------------
-
-INLINE_VIEW_BYTES = 4_000_000  # JPEG an inline copy carries: ~1,800 locations, worst first
-_SHEET_REF = re.compile(r'\["(views/sheet-\d{4}\.jpg)",(\d+)\]')
-
-
-def _embedded_sheets(folder: Path, references: list[str], budget: int) -> dict[str, str]:
-    """reference -> data: URI for the sheets, in order, while they fit in `budget` bytes."""
-    uris, used = {}, 0
-    for reference in references:
-        sheet = folder / reference
-        if not sheet.is_file() or used + sheet.stat().st_size > budget:
-            break
-        used += sheet.stat().st_size
-        uris[reference] = "data:image/jpeg;base64," + base64.b64encode(sheet.read_bytes()).decode()
-    return uris
-
-
-def inline_copy(path: str | Path, budget: int = INLINE_VIEW_BYTES) -> Path:
-    """`errors-inline.html` beside `errors.html`: the same page with its view sheets inside.
-
-    Jupyter serves files sandboxed, and a sandboxed page's requests carry no login: a map
-    opened through JupyterLab (inline, in its HTML viewer, in a new tab, behind JupyterHub's
-    base URL) cannot fetch `views/`. This copy fetches nothing: each sheet is in it once,
-    as a data: URI the popups look up. The sheets hold the worst locations first; past
-    `budget` bytes the others stay out and their popups say so. errors.html keeps its
-    sheets beside it (small, every view).
-    """
-    path = Path(path)
-    page = path.read_text()
-    references = sorted({match.group(1) for match in _SHEET_REF.finditer(page)})
-    uris = _embedded_sheets(path.parent, references, budget)
-
-    def keep_or_drop(match: re.Match) -> str:
-        return match.group(0) if match.group(1) in uris else "0"
-
-    page = _SHEET_REF.sub(keep_or_drop, page)
-    sheets = f"<script>window.geoguesserSheets = {_json(uris)};</script>"
-    page = page.replace("<head>", "<head>\n" + sheets, 1) if "<head>" in page else sheets + page
-    out = path.with_name(f"{path.stem}-inline{path.suffix}")
-    with atomic_path(out) as tmp:
-        tmp.write_text(page)
-    return out
-
-
-def notebook_view(path: str | Path, height: int = 560):
-    """A saved map shown inside a notebook, views and all, however JupyterLab is reached.
-
-    The page travels in the output itself (an iframe's `srcdoc`), views included
-    (`inline_copy`), so nothing is fetched from Jupyter's file server: no login, no base
-    URL, no sandbox in the way. It is not sandboxed, as folium's own notebook maps are not:
-    it is this program's page, every text in it escaped.
-    """
-    from IPython.display import HTML
-
-    page = inline_copy(path).read_text()
-    return HTML(
-        f'<div><iframe srcdoc="{html.escape(page, quote=True)}"'
-        f' title="{html.escape(Path(path).name)}"'
-        f' style="width:100%;height:{int(height)}px;border:0"></iframe></div>'
-    )

@@ -103,6 +103,35 @@ def cells_axes(
     ax.set_axis_off()
 
 
+def cells_beside_squares(cells: gpd.GeoDataFrame, squares: gpd.GeoDataFrame, border):
+    """The chosen cells beside square ones, each class shaded by its training locations.
+
+    The shade (log scale) shows what a kind other than squares is for: classes that hold
+    similar numbers of examples where the data is dense and where it is sparse.
+    """
+    panels = [cells] if cells.attrs.get("kind", "square") == "square" else [cells, squares]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    largest = max(int(panel.n_train.max()) for panel in panels)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        draw_border(border, ax)
+        kept = panel[panel.label >= 0]
+        kept.plot(ax=ax, column=np.log10(kept.n_train), cmap="viridis", vmin=0,
+                  vmax=np.log10(max(largest, 10)), edgecolor="white", linewidth=0.4)  # fmt: skip
+        n = kept.n_train
+        kind = panel.attrs.get("kind", "square")
+        size = (
+            f" {panel.attrs['cell_km']:g} km"
+            if kind == "square" and panel.attrs.get("cell_km")
+            else ""
+        )
+        ax.set_title(f"{kind}{size}: {len(kept)} classes; training locations per class"
+                     f" {n.min()}-{n.max()} (median {n.median():.0f})", fontsize=9)  # fmt: skip
+        ax.set_axis_off()
+    bar = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, np.log10(max(largest, 10))))
+    fig.colorbar(bar, ax=axes[0].tolist(), shrink=0.6, label="log10 training locations")
+    return fig
+
+
 def projection_figure(table: pd.DataFrame, crs: str, synthetic: bool = False):
     """Degrees and the projected plane side by side, points coloured by longitude.
 

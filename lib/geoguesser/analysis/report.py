@@ -7,7 +7,8 @@ import pandas as pd
 
 from geoguesser.config import CENTROID_KINDS, DECODINGS
 from geoguesser.geo.coords import haversine_km
-from geoguesser.geo.metrics import baseline_errors, summarize
+from geoguesser.geo.metrics import baseline_errors, region_accuracy, summarize
+from geoguesser.geo.regions import load_regions
 
 METRIC_KEYS = ("n", "mean_km", "median_km", "acc_1km", "acc_25km", "acc_100km", "geoscore")
 
@@ -18,9 +19,14 @@ def run_metrics(
     """Per split (val, test): the model's metrics and two baselines, as metrics.json holds them.
 
     Baselines: always answering the training mean location, and always answering the
-    weighted centroid of the cell with most training locations.
+    weighted centroid of the cell with most training locations. With cells of grid kind
+    regions, `region_accuracy`: the share placed in the truth's region (of the regions file,
+    before small ones were merged), beside the km thresholds.
     """
     train = table[table.split == "train"]
+    regions = None
+    if cells.attrs.get("kind") == "regions":
+        regions = load_regions(cells.attrs["regions"], cells.attrs.get("region_parent"))
     top_cell = cells[cells.label >= 0].sort_values("n_train", ascending=False).iloc[0]
     result = {}
     for split, group in predictions.groupby("split"):
@@ -31,6 +37,10 @@ def run_metrics(
         )
         metrics = {key: summary[key] for key in METRIC_KEYS}
         metrics["acc_5km"], metrics["acc_50km"] = summary["acc_5km"], summary["acc_50km"]
+        if regions is not None:
+            metrics["region_accuracy"] = region_accuracy(
+                regions, group.true_lat, group.true_lon, group.pred_lat, group.pred_lon, crs
+            )
         mean_errors = baseline_errors(
             train.latitude, train.longitude, group.true_lat, group.true_lon, crs
         )

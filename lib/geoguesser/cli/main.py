@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from geoguesser.cli import compare, config, data, predict, run, serve, train
+from geoguesser.cli import compare, config, data, predict, run, serve, train, tune
 from geoguesser.cli import open as lab
 from geoguesser.cli.errors import run_command
 from geoguesser.cli.open import split_lab_args
@@ -21,6 +21,7 @@ COMMANDS = (
     predict.add_predict,
     serve.add_serve,
     run.add_run,
+    tune.add_tune,
     lab.add_open,
     train.add_train,
     config.add_config,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from geoguesser.cli.options import add_max_image_px, check_max_image_px
+from geoguesser.config.choices import TTAS
 from geoguesser.errors import UserError, printable
 
 # predict_dirs' own default; not read from its signature, since importing the predictor
@@ -19,7 +20,7 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.dirs) == (args.photos is not None):
         raise UserError("predict: give dataset folders (DIR ...) or --photos DIR, one of the two")
     check_max_image_px(args)
-    checks = dict(overwrite=args.overwrite, max_px=args.max_image_px)
+    checks = dict(overwrite=args.overwrite, max_px=args.max_image_px, tta=args.tta)
     if args.photos is not None:
         result = predict_photos(
             args.checkpoint,
@@ -76,5 +77,11 @@ def add_predict(commands) -> None:
         "--with-confidence",
         action="store_true",
         help="add expected_error_km, the model's own expected error (empty for regression)",
+    )
+    predict.add_argument(
+        "--tta",
+        choices=TTAS,
+        help="test-time augmentation: none, or mirror (each location also seen mirrored, the"
+        " answers averaged); default: the checkpoint's train.tta",
     )
     predict.set_defaults(run=_predict)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 def _train(args: argparse.Namespace) -> int:
     from geoguesser.config import load_settings
+    from geoguesser.training.pruning import from_environment
     from geoguesser.workflow.fit_step import check_inputs, fit_run
     from geoguesser.workflow.launch import die_with_parent
     from geoguesser.workflow.runs import CONFIG_NAME
@@ -16,7 +17,7 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir.absolute()
     check_inputs(run_dir)
     settings = load_settings(run_dir / CONFIG_NAME)  # the run's settings, as recorded
-    summary = fit_run(settings, run_dir)
+    summary = fit_run(settings, run_dir, from_environment())  # a tuning trial's: its pruning
     if summary is not None:
         print(f"wrote checkpoints, predictions.csv and training.json to {run_dir}", flush=True)
     return 0

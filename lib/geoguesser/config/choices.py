@@ -7,10 +7,32 @@ from here, so a choice is spelled once.
 import re
 
 # The choices some settings offer; the modules that implement them import them from here.
-OBJECTIVES = ("classification", "regression", "hybrid")
+OBJECTIVES = ("classification", "regression", "hybrid", "contrastive")
+TTAS = ("none", "mirror")  # test-time augmentation: none, or each scene also seen mirrored
 FUSIONS = ("concat", "mean", "attention")
 DECODINGS = ("mean", "argmax")  # probability-weighted mean of centroids, or the likeliest cell
 CENTROID_KINDS = ("centroid", "clipped", "weighted")
+GRID_KINDS = ("square", "quadtree", "voronoi", "regions")
+# The kind-specific grid settings, the kinds that read each, and their defaults (a null
+# setting means this default, so a saved config of one kind never names another's keys).
+KIND_KEYS = {
+    "max_train": ("quadtree", "regions"),
+    "min_cell_km": ("quadtree",),
+    "split_at": ("quadtree",),
+    "cells": ("voronoi",),
+    "regions": ("regions",),
+    "region_parent": ("regions",),
+    "min_region_train": ("regions",),
+}
+GRID_DEFAULTS = {
+    "max_train": 200,
+    "min_cell_km": 5.0,
+    "split_at": "middle",
+    "cells": 64,
+    "regions": "counties",
+    "region_parent": None,
+    "min_region_train": 10,
+}
 TOP_CELLS = 3  # the likeliest cells a prediction lists (maps.top_cells)
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_.=,-]+")

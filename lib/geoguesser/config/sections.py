@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from geoguesser.config.base import (
     NonNegativeInt,
@@ -28,8 +28,8 @@ from geoguesser.config.base import (
     Section,
     absolute_path,
 )
-from geoguesser.config.checks import check_run_name
-from geoguesser.config.choices import TOP_CELLS
+from geoguesser.config.checks import check_run_name, regions_overlap_problem, regions_problem
+from geoguesser.config.choices import GRID_DEFAULTS, GRID_KINDS, KIND_KEYS, TOP_CELLS
 from geoguesser.config.train_section import TrainSettings
 
 
@@ -111,14 +111,95 @@ class SplitSettings(Section):
 
 
 class GridSettings(Section):
-    cell_km: PositiveFloat = Field(50.0, description="side of the square cells, km")
+    """Which cells are the classes. The kind-specific keys are null unless their kind reads them.
+
+    A null kind-specific key means the kind's default (`GRID_DEFAULTS`); `kind_settings` gives
+    the values in force, which the cells file and the checkpoint record.
+    """
+
+    kind: Literal[GRID_KINDS] = Field(
+        "square",
+        description="square cells; quadtree (split while crowded); voronoi (k-means of the"
+        " training locations); regions (administrative units, merged and split)",
+    )
+    cell_km: PositiveFloat = Field(
+        50.0, description="side of the square cells, km (quadtree: of the squares it starts from)"
+    )
     cell_deg: PositiveFloat | None = Field(
         None, description="cells of this many degrees instead of `cell_km` (the original work)"
     )
     min_train: PositiveInt = Field(1, description="training locations a cell needs to be a class")
+    max_train: PositiveInt | None = Field(
+        None,
+        description="quadtree, regions: a cell holding more training locations is split;"
+        f" null: {GRID_DEFAULTS['max_train']}",
+    )
+    min_cell_km: PositiveFloat | None = Field(
+        None,
+        description="quadtree: smallest side a split may leave, km;"
+        f" null: {GRID_DEFAULTS['min_cell_km']}",
+    )
+    split_at: Literal["middle", "median"] | None = Field(
+        None,
+        description="quadtree: split at the cell's middle or at its training locations' medians;"
+        f" null: {GRID_DEFAULTS['split_at']}",
+    )
+    cells: PositiveInt | None = Field(
+        None, description=f"voronoi: about this many cells; null: {GRID_DEFAULTS['cells']}"
+    )
+    regions: str | None = Field(
+        None,
+        description="regions: a polygon file of administrative units, or `counties` (Croatia's"
+        f" 21, shipped); null: {GRID_DEFAULTS['regions']}",
+    )
+    region_parent: str | None = Field(
+        None,
+        description="regions: the file's column naming each unit's parent unit (merges stay"
+        " inside it; parent_2 of the cells); null: none",
+    )
+    min_region_train: PositiveInt | None = Field(
+        None,
+        description="regions: a region with fewer training locations joins a neighbour;"
+        f" null: {GRID_DEFAULTS['min_region_train']}",
+    )
+    seed: int = Field(0, description="seed of the k-means of voronoi and regions cells")
     compare_km: list[PositiveFloat] = Field(
         [150.0, 100.0, 50.0], description="cell sizes drawn side by side in 02-grid"
     )
+
+    @field_validator("regions")
+    @classmethod
+    def _readable_regions(cls, regions: str | None) -> str | None:
+        if regions is None or regions == "counties":
+            return regions
+        path = absolute_path(Path(regions))
+        problem = regions_problem(path)
+        if problem:
+            raise ValueError(problem)
+        return str(path)
+
+    @model_validator(mode="after")
+    def _keys_of_the_kind(self) -> GridSettings:
+        for key, kinds in KIND_KEYS.items():
+            if getattr(self, key) is not None and self.kind not in kinds:
+                raise ValueError(
+                    f"{key} applies to kind {' or '.join(kinds)}, not {self.kind}: remove it"
+                    " or choose that kind"
+                )
+        if self.cell_deg is not None and self.kind != "square":
+            raise ValueError(f"cell_deg applies to kind square, not {self.kind}")
+        return self
+
+    def kind_settings(self) -> dict:
+        """The settings the kind reads, defaults filled in: what the cells file records."""
+        values = {"kind": self.kind}
+        for key, kinds in KIND_KEYS.items():
+            if self.kind in kinds:
+                given = getattr(self, key)
+                values[key] = GRID_DEFAULTS.get(key) if given is None else given
+        if self.kind in ("voronoi", "regions"):
+            values["seed"] = self.seed
+        return values
 
 
 class MapsSettings(Section):
@@ -145,6 +226,16 @@ class Settings(Section):
     @classmethod
     def _plain_name(cls, name: str | None) -> str | None:
         return None if name is None else check_run_name(name)
+
+    @model_validator(mode="after")
+    def _regions_on_the_border(self) -> Settings:
+        if self.grid.kind == "regions":
+            problem = regions_overlap_problem(
+                self.grid.kind_settings()["regions"], self.data.border, self.data.country
+            )
+            if problem:
+                raise ValueError(f"grid.regions: {problem}")
+        return self
 
     def to_yaml_dict(self) -> dict:
         return self.model_dump(mode="json")

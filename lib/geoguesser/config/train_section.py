@@ -24,14 +24,48 @@ from geoguesser.config.choices import (
     PRECISIONS,
     STRATEGIES,
     STRATEGY_PROBLEMS,
+    TTAS,
 )
 
 
 class TrainSettings(Section):
     objective: Literal[OBJECTIVES] = Field(
         "classification",
-        description="cells with cross-entropy; normalized x/y with MSE; or hybrid: cells plus"
-        " each cell's offset from its centroid (km), decoded as centroid + offset",
+        description="cells with cross-entropy; normalized x/y with MSE; hybrid: cells plus"
+        " each cell's offset from its centroid (km), decoded as centroid + offset; or"
+        " contrastive: image and location embeddings (InfoNCE), decoded from a gallery",
+    )
+    location_sigmas_km: list[PositiveFloat] = Field(
+        [2.0, 8.0, 32.0, 128.0],
+        min_length=1,
+        description="contrastive: the scales (km) of the location encoder's random Fourier"
+        " features, from a village to a region of Croatia",
+    )
+    location_frequencies: PositiveInt = Field(
+        64, description="contrastive: random Fourier frequencies per scale"
+    )
+    embedding_dim: PositiveInt = Field(
+        128, description="contrastive: size of the shared image/location embedding"
+    )
+    contrastive_negatives: NonNegativeInt = Field(
+        1024,
+        description="contrastive: gallery points drawn per step as candidates besides the"
+        " batch's own locations (1024 put one about every 7 km over Croatia)",
+    )
+    gallery_land_points: NonNegativeInt = Field(
+        4096,
+        description="contrastive: points drawn uniformly over the land, added to the training"
+        " locations in the gallery the model ranks",
+    )
+    gallery_top_k: PositiveInt = Field(
+        16,
+        description="contrastive: the most similar gallery points whose similarity-weighted"
+        " mean (projected plane) is the guess",
+    )
+    tta: Literal[TTAS] = Field(
+        "none",
+        description="test-time augmentation at validation, test and predict: none, or mirror"
+        " (each location also seen mirrored, east and west swapped; the answers averaged)",
     )
     offset_weight: PositiveFloat = Field(
         1.0, description="hybrid: weight of the offset loss (smooth L1 in cell sides) vs the cells'"
@@ -112,6 +146,17 @@ class TrainSettings(Section):
         description="haversine label smoothing scale (km); null: hard labels (configs/sample"
         ".yaml: 65, by cross-validation on real photographs)",
     )
+    hierarchy: NonNegativeInt = Field(
+        0,
+        description="cross-entropy also on this many coarser levels of the cells (square cells:"
+        " 2x2, 4x4, ... blocks; other kinds: their parent_1, parent_2, ... groups), each"
+        " level's probabilities summed from the cells'; fewer where the levels reach one group;"
+        " 0: off. Decoding stays at the cells",
+    )
+    hierarchy_weight: PositiveFloat = Field(
+        1.0,
+        description="hierarchy: weight of the levels' mean cross-entropy vs the cells' own",
+    )
     retrieval: bool = Field(
         False,
         description="refine the guess by the nearest training locations in embedding space"
@@ -175,6 +220,14 @@ class TrainSettings(Section):
         if value is True:
             return "show"
         return "off" if value is False else value
+
+    @field_validator("hierarchy", mode="before")
+    @classmethod
+    def _hierarchy_levels(cls, value):
+        # pydantic would read YAML's true as 1 level: say what the number means instead.
+        if value is True:
+            raise ValueError("expected a number of coarser levels (e.g. 3; 0: off), not true")
+        return 0 if value is False else value
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -253,6 +306,17 @@ class TrainSettings(Section):
             )
         if self.retrieval and self.objective == "regression":
             raise ValueError("retrieval needs cells to search: objective classification or hybrid")
+        if self.hierarchy and self.objective not in ("classification", "hybrid"):
+            raise ValueError("hierarchy needs cells: objective classification or hybrid")
+        if self.objective == "contrastive":
+            clash = "retrieval" if self.retrieval else None
+            clash = clash or ("offset_weight" if self.offset_weight != 1.0 else None)
+            clash = clash or ("decode argmax" if self.decode != "mean" else None)
+            if clash:
+                raise ValueError(
+                    f"{clash} does not apply to objective contrastive, which decodes from its"
+                    " gallery (gallery_top_k): leave it out"
+                )
         return self
 
     def shaping(self) -> dict:

@@ -3,7 +3,8 @@
 While the backbone is frozen, the data module serves its features instead of images: it
 owns that cache, fills it once per fit with the feature function it was handed
 (model.features.backbone_features over the fit's network), and drops it when the backbone
-is unfrozen.
+is unfrozen. With test-time mirroring (`tta: mirror`) the validation and test splits also
+get the mirrored scenes' features, computed the same way (`mirrored=True`).
 """
 
 from __future__ import annotations
@@ -96,11 +97,20 @@ class GeoDataModule(pl.LightningDataModule):
                 self.features.clear()
                 self.store = {}
             return images
+        workers = self.workers_for(images)
         if split not in self.features:
             self.features[split] = self.frozen_features(
-                images, self.batch_size, self.workers_for(images), self.store
+                images, self.batch_size, workers, self.store
             )
-        return FeatureDataset(self.features[split], images)
+        mirrored = None
+        if s.tta == "mirror" and split != "train":
+            key = f"{split}/mirrored"
+            if key not in self.features:
+                self.features[key] = self.frozen_features(
+                    images, self.batch_size, workers, self.store, mirrored=True
+                )
+            mirrored = self.features[key]
+        return FeatureDataset(self.features[split], images, mirrored)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0

@@ -10,9 +10,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geoguesser.config import CENTROID_KINDS
+from geoguesser.config import CENTROID_KINDS, GridSettings
 from geoguesser.geo.coords import DEFAULT_CRS, MinMaxScaler, to_projected
-from geoguesser.geo.grid import assign_cells, kept_cells, make_cells
+from geoguesser.geo.grid import assign_cells, build_cells, kept_cells, make_cells
 
 ENRICHED_COLUMNS = [
     "uuid", "latitude", "longitude", "split", "dataset_dir", "label",
@@ -47,9 +47,18 @@ def prepare(
     cell_deg: float | None = None,
     crs: str = DEFAULT_CRS,
     min_train: int = 1,
+    grid: GridSettings | None = None,
 ) -> tuple[pd.DataFrame, gpd.GeoDataFrame, MinMaxScaler]:
-    """Steps 02 and 03 in one call, for scripts and tests: cells from training data, then enrich."""
+    """Steps 02 and 03 in one call, for scripts and tests: cells from training data, then enrich.
+
+    With `grid` (any kind), its settings make the cells and the size arguments are unused.
+    """
     train = locations[locations.split == "train"]
-    cells = make_cells(border, train.latitude, train.longitude, cell_km, cell_deg, crs, min_train)
+    if grid is not None:
+        cells = build_cells(border, train.latitude, train.longitude, grid, crs)
+    else:
+        cells = make_cells(
+            border, train.latitude, train.longitude, cell_km, cell_deg, crs, min_train
+        )
     table, scaler = enrich(locations, cells)
     return table, cells, scaler

@@ -62,11 +62,16 @@ class LocationDataset(Dataset):
 class FeatureDataset(Dataset):
     """Cached per-view backbone features in place of images, with the same targets."""
 
-    def __init__(self, features: torch.Tensor, base: LocationDataset):
-        self.features, self.base = features, base
+    def __init__(
+        self, features: torch.Tensor, base: LocationDataset, mirrored: torch.Tensor | None = None
+    ):
+        self.features, self.base, self.mirrored = features, base, mirrored
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, i: int) -> dict:
-        return {"features": self.features[i], **self.base.targets(i)}
+        item = {"features": self.features[i], **self.base.targets(i)}
+        if self.mirrored is not None:  # test-time mirroring (model.tta's MIRRORED_FEATURES)
+            item["mirrored_features"] = self.mirrored[i]
+        return item

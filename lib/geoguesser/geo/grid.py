@@ -1,11 +1,14 @@
 """Grid cells, the classes of the classification objective, and assigning locations to them.
 
-Cells are squares of the projected CRS (equal-area, unlike squares in degrees) cut to the
-country. A cell is a class only if it holds at least one training location: a class never
-seen in training cannot be learnt. Each cell carries three centroids a prediction can be
-decoded to: the geometric centroid of its land part, that centroid moved onto land when it
-falls in the sea or abroad ("clipped"), and the mean of its training locations ("weighted",
-which follows the roads the Street View car could drive).
+`grid.kind` chooses the cells' shapes: squares of the projected CRS (equal-area, unlike
+squares in degrees) cut to the country, made here; or cells that follow the data and the
+map, each kind in its own module (quadtree.py, voronoi_cells.py, regions.py) and sharing
+cell_frame.py. `build_cells` dispatches on the settings. A cell is a class only if it holds
+at least `grid.min_train` training locations: a class never seen in training cannot be
+learnt. Each cell carries three centroids a prediction can be decoded to: the geometric
+centroid of its land part, that centroid moved onto land when it falls in the sea or abroad
+("clipped"), and the mean of its training locations ("weighted", which follows the roads the
+Street View car could drive).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geoguesser.atomic import write_text
-from geoguesser.config import CENTROID_KINDS
+from geoguesser.config import CENTROID_KINDS, GridSettings
 from geoguesser.errors import UserError
-from geoguesser.geo.coords import DEFAULT_CRS, to_latlon, to_projected
+from geoguesser.geo.cell_frame import centroid_columns, first_hit, parent_columns
+from geoguesser.geo.coords import DEFAULT_CRS, to_projected
 
 
-def _squares(border_xy: BaseGeometry, cell_km: float | None, cell_deg: float | None, crs: str):
+def candidate_squares(
+    border_xy: BaseGeometry, cell_km: float | None, cell_deg: float | None, crs: str
+):
     """Candidate squares covering the border's bounds, with their row and column numbers."""
     if (cell_km is None) == (cell_deg is None):
         raise UserError("give exactly one of cell_km and cell_deg")
@@ -50,21 +56,6 @@ def _squares(border_xy: BaseGeometry, cell_km: float | None, cell_deg: float | N
     return squares, row, col
 
 
-def _first_hit(tree: shapely.STRtree, points: np.ndarray) -> np.ndarray:
-    """Index of a polygon holding each point, else of the nearest polygon (ties: lowest index)."""
-    hit = np.full(len(points), -1, dtype=np.int64)
-    point_idx, poly_idx = tree.query(points, predicate="intersects")
-    order = np.lexsort((poly_idx, point_idx))
-    point_idx, poly_idx = point_idx[order], poly_idx[order]
-    first = np.unique(point_idx, return_index=True)[1]
-    hit[point_idx[first]] = poly_idx[first]
-    missing = np.flatnonzero(hit < 0)
-    if len(missing):
-        near_point, near_poly = tree.query_nearest(points[missing], all_matches=False)
-        hit[missing[near_point]] = near_poly
-    return hit
-
-
 def make_cells(
     border: BaseGeometry,
     train_lat,
@@ -86,7 +77,7 @@ def make_cells(
     train_x, train_y = to_projected(train_lat, train_lon, crs)
     if len(train_x) == 0:
         raise UserError("no training locations to build the grid from")
-    owner = _first_hit(shapely.STRtree(land), shapely.points(train_x, train_y))
+    owner = first_hit(shapely.STRtree(land), shapely.points(train_x, train_y))
     n_train = np.bincount(owner, minlength=len(land))
 
     order = np.lexsort((col, -row))  # north to south, west to east: a stable reading order
@@ -102,11 +93,34 @@ def make_cells(
         "n_train": n_train,
         "area_km2": shapely.area(land) / 1e6,
     }
-    columns.update(_centroid_columns(land, owner, train_x, train_y, n_train, kept, crs))
+    columns.update(centroid_columns(land, owner, train_x, train_y, n_train, kept, crs))
     cells = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(land, crs=crs).to_crs("EPSG:4326"))
     cells.attrs.update(
         {"crs": crs, "cell_km": cell_km, "cell_deg": cell_deg, "min_train": min_train}
     )
+    return cells
+
+
+def build_cells(border: BaseGeometry, train_lat, train_lon, grid: GridSettings, crs: str):
+    """The cells of `grid.kind` from the training locations (what step 02 writes)."""
+    if len(np.atleast_1d(train_lat)) == 0:
+        raise UserError("no training locations to build the grid from")
+    if grid.kind == "square":
+        cells = make_cells(
+            border, train_lat, train_lon, grid.cell_km, grid.cell_deg, crs, grid.min_train
+        )
+        cells.attrs["kind"] = "square"
+        return cells
+    from geoguesser.geo import quadtree, regions, voronoi_cells
+
+    make = {
+        "quadtree": quadtree.quadtree_cells,
+        "voronoi": voronoi_cells.voronoi_cells,
+        "regions": regions.region_cells,
+    }[grid.kind]
+    train_x, train_y = to_projected(train_lat, train_lon, crs)
+    cells = make(border, train_x, train_y, grid, crs)
+    cells.attrs.update(grid.kind_settings())
     return cells
 
 
@@ -116,7 +130,7 @@ def _land_squares(
     """The squares' land parts (projected) with their row and column: squares all at sea go."""
     border_xy = gpd.GeoSeries([border], crs="EPSG:4326").to_crs(crs).iloc[0]
     shapely.prepare(border_xy)
-    squares, row, col = _squares(border_xy, cell_km, cell_deg, crs)
+    squares, row, col = candidate_squares(border_xy, cell_km, cell_deg, crs)
     touching = shapely.intersects(border_xy, squares)
     squares, row, col = squares[touching], row[touching], col[touching]
     land = shapely.intersection(squares, border_xy)
@@ -125,28 +139,6 @@ def _land_squares(
     if len(land) == 0:
         raise UserError("the grid does not touch the border: check the border file and the CRS")
     return land, row, col
-
-
-def _centroid_columns(land, owner, train_x, train_y, n_train, kept, crs: str) -> dict:
-    """The three centroids of each cell (see the module's docstring), projected and in degrees."""
-    centroid = shapely.centroid(land)
-    cx, cy = shapely.get_x(centroid), shapely.get_y(centroid)
-    on_land = shapely.contains_xy(land, cx, cy)
-    nearest = shapely.get_point(shapely.shortest_line(centroid, land), 1)
-    clip_x = np.where(on_land, cx, shapely.get_x(nearest))
-    clip_y = np.where(on_land, cy, shapely.get_y(nearest))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weight_x = np.bincount(owner, weights=train_x, minlength=len(land)) / n_train
-        weight_y = np.bincount(owner, weights=train_y, minlength=len(land)) / n_train
-    columns = {}
-    for kind, (x, y) in {
-        "centroid": (cx, cy),
-        "clipped": (clip_x, clip_y),
-        "weighted": (np.where(kept, weight_x, np.nan), np.where(kept, weight_y, np.nan)),
-    }.items():
-        lat, lon = to_latlon(x, y, crs)
-        columns.update({f"{kind}_x": x, f"{kind}_y": y, f"{kind}_lat": lat, f"{kind}_lon": lon})
-    return columns
 
 
 def kept_cells(cells: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -160,7 +152,7 @@ def assign_cells(cells: gpd.GeoDataFrame, lat, lon) -> np.ndarray:
     crs = cells.attrs.get("crs", DEFAULT_CRS)
     polygons = classes.geometry.to_crs(crs).to_numpy()
     x, y = to_projected(lat, lon, crs)
-    index = _first_hit(shapely.STRtree(polygons), shapely.points(x, y))
+    index = first_hit(shapely.STRtree(polygons), shapely.points(x, y))
     return classes.label.to_numpy()[index]
 
 
@@ -179,7 +171,7 @@ def read_cells(path: str | Path) -> gpd.GeoDataFrame:
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{path}: not a cells file written by geoguesser ({exc})") from None
     cells.attrs.update(data.get("geoguesser", {}))
-    for column in ("label", "row", "col", "n_train"):
+    for column in ("label", "row", "col", "n_train", *parent_columns(cells.columns)):
         cells[column] = cells[column].astype(np.int64)
     return cells
 

@@ -79,3 +79,18 @@ def baseline_errors(train_lat, train_lon, lat, lon, crs: str = DEFAULT_CRS) -> n
     """Errors of always answering the training mean location."""
     mean_lat, mean_lon = mean_location(train_lat, train_lon, crs)
     return haversine_km(mean_lat, mean_lon, lat, lon)
+
+
+def region_accuracy(regions, true_lat, true_lon, pred_lat, pred_lon, crs: str = DEFAULT_CRS):
+    """Share of locations whose prediction lies in the truth's region (NaN with none).
+
+    `regions` as regions.load_regions gives them (e.g. Croatia's counties); a point outside
+    every region counts for the nearest one, the truth and the prediction alike.
+    """
+    from geoguesser.geo.regions import region_of
+
+    if len(np.atleast_1d(true_lat)) == 0:
+        return float("nan")
+    truth = region_of(regions, true_lat, true_lon, crs)
+    guess = region_of(regions, pred_lat, pred_lon, crs)
+    return float(np.mean(truth == guess))

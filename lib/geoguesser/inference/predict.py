@@ -85,6 +85,13 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+def with_tta(model: GeoLocator, tta: str | None) -> GeoLocator:
+    """`model` predicting with test-time augmentation `tta` (none, mirror); None: its own."""
+    if tta is not None:
+        model.settings = model.settings.model_copy(update={"tta": tta})
+    return model
+
+
 def predict_table(
     model: GeoLocator,
     table: pd.DataFrame,
@@ -233,17 +240,19 @@ def predict_dirs(
     with_confidence: bool = False,
     overwrite: bool = False,
     max_px: int = MAX_IMAGE_PX,
+    tta: str | None = None,
 ) -> pd.DataFrame:
     """Write the competition's CSV (uuid, latitude, longitude) for folders of locations.
 
     `with_confidence` adds `expected_error_km` (empty for a regression model, which has no
-    distribution to derive it from). The options, the output path and the folders are
-    checked first, then the checkpoint is loaded.
+    distribution to derive it from). `tta` (none, mirror) overrides the checkpoint's
+    test-time augmentation. The options, the output path and the folders are checked
+    first, then the checkpoint is loaded.
     """
     check_batch_size(batch_size)
     device = check_device(device)
     table = check_inputs(dataset_dirs, out, [checkpoint], overwrite, max_px)
-    model = load_checkpoint(checkpoint)
+    model = with_tta(load_checkpoint(checkpoint), tta)
     predictions = predict_table(
         model, table, batch_size=batch_size, device=device, progress=progress
     )
@@ -343,14 +352,16 @@ def predict_photos(
     progress: bool = True,
     overwrite: bool = False,
     max_px: int = MAX_IMAGE_PX,
+    tta: str | None = None,
 ) -> pd.DataFrame:
     """The competition's CSV for a folder of single photographs: each file (its stem as
-    uuid) placed from its one view. A `concat` model cannot, and says so before any work."""
+    uuid) placed from its one view. A `concat` model cannot, and says so before any work.
+    `tta` as predict_dirs'; a single photograph's mirror is the photograph flipped."""
     check_batch_size(batch_size)
     device = check_device(device)
     check_output(out, [photos], [checkpoint], overwrite)
     paths = photo_files(photos, max_px)
-    model = load_checkpoint(checkpoint)
+    model = with_tta(load_checkpoint(checkpoint), tta)
     if model.settings.fusion == "concat":
         raise UserError(f"{checkpoint}: {concat_refusal(1)}")
     model = model.to(device).eval()

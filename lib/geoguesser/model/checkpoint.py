@@ -66,7 +66,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.on_load_checkpoint(checkpoint)
     except (KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: its retrieval index is damaged ({exc!r})") from None
+        # A contrastive model carries a gallery, never a retrieval index (the settings refuse it).
+        what = "gallery" if model.contrastive is not None else "retrieval index"
+        raise UserError(f"{path}: its {what} is damaged ({exc!r})") from None
+    gallery_problem = _gallery_problem(model)
+    if gallery_problem:
+        raise UserError(f"{path}: {gallery_problem}")
     if model.retrieval is not None and not _index_fits(model):
         index = model.retrieval
         raise UserError(
@@ -76,6 +81,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f" and {model.geography.n_classes} cells)"
         )
     return model.eval()
+
+
+def _gallery_problem(model: GeoLocator) -> str | None:
+    """Why a contrastive model cannot rank its gallery (none, or one of other sizes), or None."""
+    if model.contrastive is None:
+        return None
+    gallery, dim = model.gallery, model.settings.embedding_dim
+    if gallery is None:
+        return "a contrastive model without its gallery (the places it ranks): retrain"
+    if not gallery.fits(dim, model.geography.n_classes):
+        return (
+            f"its gallery does not fit the network (xy {tuple(gallery.xy.shape)}, embeddings"
+            f" {None if gallery.embeddings is None else tuple(gallery.embeddings.shape)}, for"
+            f" {dim} dimensions and {model.geography.n_classes} cells)"
+        )
+    return None
 
 
 def _index_fits(model: GeoLocator) -> bool:

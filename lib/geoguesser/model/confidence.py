@@ -20,13 +20,13 @@ def expected_error_km(
     If the true location were drawn from the predicted distribution (each cell standing for
     its centroid), this is the mean great-circle distance the guess would be off by. It uses
     nothing but the probabilities, so it is known at prediction time, without the truth.
+    `centroids_latlon` is (K, 2), or (B, K, 2) when each location has its own points (the
+    contrastive head's top gallery points).
     """
     probs = np.asarray(probs, dtype=np.float64)
+    points = centroids_latlon if centroids_latlon.ndim == 3 else centroids_latlon[None]
     distance = haversine_km(
-        np.asarray(lat)[:, None],
-        np.asarray(lon)[:, None],
-        centroids_latlon[None, :, 0],
-        centroids_latlon[None, :, 1],
+        np.asarray(lat)[:, None], np.asarray(lon)[:, None], points[..., 0], points[..., 1]
     )
     return (probs * distance).sum(axis=1)
 

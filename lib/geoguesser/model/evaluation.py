@@ -1,7 +1,7 @@
 """Validation and test of the LightningModule: its steps, and the metrics they accumulate.
 
 Each split has its GeoErrors (distance errors and the GeoScore, gathered across processes)
-and, for the objectives with cells, the cell accuracy. A mixin of locator.GeoLocator, whose
+and, for the objectives with cell logits, the cell accuracy. A mixin of locator.GeoLocator, whose
 `fused`, `loss`, `decode` and `logits` it uses; the metrics hold no weights, so they are no
 part of a checkpoint's state_dict.
 """
@@ -20,17 +20,16 @@ class EvaluationSteps:
     """validation_step, test_step and their epoch ends, for a GeoLocator."""
 
     def add_metrics(self, geography: Geography, objective: str) -> None:
-        """Per-split GeoErrors, and the cell accuracy unless the objective is a regression."""
+        """Per-split GeoErrors, and the cell accuracy of the objectives with cell logits."""
         self.metrics = nn.ModuleDict(
             {split: GeoErrors(geography.diagonal_km) for split in ("val", "test")}
         )
-        if objective != "regression":
+        if objective in ("classification", "hybrid"):
             accuracy = MulticlassAccuracy(geography.n_classes, average="micro")
             self.class_acc = nn.ModuleDict({x: accuracy.clone() for x in ("val", "test")})
 
     def _evaluate(self, batch: dict, split: str) -> None:
-        fused = self.fused(batch)
-        outputs = self.net.head(fused)
+        outputs, fused = self.answered(batch)
         n = len(outputs)
         self.log(f"{split}/loss", self.loss(outputs, batch), batch_size=n, sync_dist=True)
         decoded = self.decode(outputs, fused=fused)

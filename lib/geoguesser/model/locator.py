@@ -2,8 +2,11 @@
 
 The network is network.MultiViewNet, kept as `net` (the checkpoints' `net.*` keys); the
 losses are loss.py's, the files checkpoint.py's, the fine-tuning schedule training's.
-Retrieval (retrieval.py) may refine a guess among the top cells. The normalization and the
-geography travel in the hyper-parameters: a checkpoint alone turns photographs into places.
+Retrieval (retrieval.py) may refine a guess among the top cells; the contrastive objective
+(contrastive.py) ranks a gallery of places (gallery.py) instead of cells; test-time
+augmentation (tta.py) averages each location's answer with its mirror's. The normalization
+and the geography travel in the hyper-parameters: a checkpoint alone turns photographs into
+places.
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ from geoguesser.config import TOP_CELLS, TrainSettings
 from geoguesser.errors import UserError
 from geoguesser.model.augment import augment
 from geoguesser.model.checkpoint_contents import CheckpointContents
+from geoguesser.model.contrastive import ContrastiveHead, contrastive_loss, decode_gallery
 from geoguesser.model.evaluation import EvaluationSteps
 from geoguesser.model.fusion import concat_refusal, drop_views
+from geoguesser.model.gallery import Gallery
 from geoguesser.model.geography import Geography
+from geoguesser.model.hierarchy_loss import check_levels
 from geoguesser.model.loss import objective_loss
 from geoguesser.model.network import MultiViewNet
 from geoguesser.model.objectives import n_outputs, split_hybrid
 from geoguesser.model.optimization import OptimizerSteps
 from geoguesser.model.retrieval import RetrievalIndex, refined
+from geoguesser.model.tta import averaged_fused, averaged_outputs, mirrored_batch
 
 
 class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.LightningModule):
-    """Network, loss, metrics and decoding: cells by cross-entropy, or normalized x/y by MSE.
+    """Network, loss, metrics and decoding: cells by cross-entropy, normalized x/y by MSE, or
+    image against location embeddings (contrastive, with its `contrastive` encoder and `gallery`).
 
     Its validation and test steps are evaluation.py's, its optimizer optimization.py's, what
     it adds to a checkpoint checkpoint_contents.py's (mixins).
@@ -48,13 +56,17 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         self.save_hyperparameters(logger=False)
         self.settings = s = TrainSettings.model_validate(settings)
         self.geography = Geography.from_dict(geography)
-        outputs = n_outputs(s.objective, self.geography.n_classes)
+        check_levels(self.geography.levels, self.geography.n_classes, s.hierarchy)
+        outputs = n_outputs(s.objective, self.geography.n_classes, s.embedding_dim)
         self.net = MultiViewNet.build(s, outputs, mean, std)
         self._embed = torch.compile(self.net.embed) if s.compile else self.net.embed
         centroids = self.geography.centroids(s.centroid_kind, "latlon")
         self.register_buffer("centroids_latlon", centroids, persistent=False)
         self.add_metrics(self.geography, s.objective)
         self.retrieval: RetrievalIndex | None = None  # set by retrieval.attach, or a checkpoint
+        contrastive = s.objective == "contrastive"
+        self.contrastive = ContrastiveHead(s) if contrastive else None
+        self.gallery: Gallery | None = None  # set by gallery.prepare, or a checkpoint
 
     def fused(self, batch: dict) -> torch.Tensor:
         """The fused embedding (B, F) of a batch of views, or of cached backbone features.
@@ -78,6 +90,26 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         """Network outputs of a batch of views, or of cached backbone features."""
         return self.net.head(self.fused(batch))
 
+    def answered(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation's head outputs and fused embeddings, averaged with the mirrored
+        scene's under `tta: mirror` (see tta.py)."""
+        fused = self.fused(batch)
+        outputs = self.net.head(fused)
+        if self.settings.tta == "mirror":
+            mirrored = self.fused(mirrored_batch(batch))
+            n = self.geography.n_classes
+            outputs = averaged_outputs(outputs, self.net.head(mirrored), self.settings.objective, n)
+            fused = averaged_fused(fused, mirrored)
+        return outputs, fused
+
+    def current_gallery(self) -> Gallery:
+        """The gallery with embeddings of the encoder as it is now (encoded if stale)."""
+        if self.gallery is None:
+            raise UserError("this contrastive model has no gallery (gallery.prepare gives one)")
+        if self.gallery.embeddings is None:
+            self.gallery.encode(self.contrastive.encoder)
+        return self.gallery
+
     def logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """The cell logits of a classification or hybrid output."""
         if self.settings.objective == "hybrid":
@@ -85,6 +117,12 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         return outputs
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.contrastive is not None:
+            x, y = self.geography.scaler.inverse(*batch["target_xy"].double().unbind(1))
+            true_xy = torch.stack([x, y], dim=1)
+            return contrastive_loss(
+                outputs, true_xy, batch, self.contrastive, self.gallery, self.settings
+            )
         return objective_loss(outputs, batch, self.settings, self.geography, self.centroids_latlon)
 
     def decode(
@@ -101,6 +139,10 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         guess stays in `head_lat`/`head_lon` when `every`.
         """
         s = self.settings
+        if self.contrastive is not None:
+            scale = float(self.contrastive.scale())
+            gallery = self.current_gallery()
+            return decode_gallery(outputs, gallery, scale, self.geography, s, every, top_k)
         decoded = self.geography.decode(
             outputs, s.objective, s.centroid_kind, s.decode, s.snap_to_land, every, top_k
         )
@@ -117,11 +159,13 @@ class GeoLocator(EvaluationSteps, OptimizerSteps, CheckpointContents, pl.Lightni
         """
         if self.settings.fusion == "concat" and images.shape[1] != 4:
             raise UserError(concat_refusal(images.shape[1]))
-        fused = self.fused({"images": images.to(self.device)})
-        return self.decode(self.net.head(fused), every=True, fused=fused, top_k=top_k)
+        outputs, fused = self.answered({"images": images.to(self.device)})
+        return self.decode(outputs, every=True, fused=fused, top_k=top_k)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch), batch)
+        if self.gallery is not None:
+            self.gallery.embeddings = None  # the encoder is changing: encode it again when needed
         n = len(batch["label"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         return loss

@@ -1,8 +1,9 @@
 """The training loss of each objective: cross-entropy on cells, MSE on x/y, or both (hybrid).
 
 Classification's targets are the one-hot label or, with `tau_km`, haversine-smoothed ones
-(objectives.haversine_soft_targets); the hybrid adds its offsets' loss, weighted by
-`offset_weight`, in units of the cell's side (objectives.offset_loss).
+(objectives.haversine_soft_targets); with `hierarchy`, the cross-entropy of the cells' coarser
+levels is added, weighted by `hierarchy_weight` (hierarchy_loss.py); the hybrid adds its
+offsets' loss, weighted by `offset_weight`, in units of the cell's side (objectives.offset_loss).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 from geoguesser.config import TrainSettings
 from geoguesser.model.geography import Geography
+from geoguesser.model.hierarchy_loss import hierarchy_loss
 from geoguesser.model.objectives import haversine_soft_targets, offset_loss, split_hybrid
 
 
@@ -31,11 +33,15 @@ def objective_loss(
         return F.mse_loss(outputs.float(), batch["target_xy"].float())
     logits = split_hybrid(outputs, geography.n_classes)[0] if s.objective == "hybrid" else outputs
     if s.tau_km is None:
-        loss = F.cross_entropy(logits.float(), batch["label"])
+        target = batch["label"]
     else:
         true, cells = batch["latlon"], centroids_latlon
         soft = haversine_soft_targets(true[:, 0], true[:, 1], cells[:, 0], cells[:, 1], s.tau_km)
-        loss = F.cross_entropy(logits.float(), soft.float())
+        target = soft.float()
+    loss = F.cross_entropy(logits.float(), target)
+    if s.hierarchy:
+        levels = geography.level_groups[: s.hierarchy]
+        loss = loss + s.hierarchy_weight * hierarchy_loss(logits, target, levels)
     if s.objective == "hybrid":
         _, offsets = split_hybrid(outputs, geography.n_classes)
         scaler = geography.scaler

@@ -62,12 +62,14 @@ def hybrid_outputs(n_classes: int) -> int:
     return 3 * n_classes
 
 
-def n_outputs(objective: str, n_classes: int) -> int:
-    """How many numbers the head outputs for `objective` over `n_classes` cells."""
+def n_outputs(objective: str, n_classes: int, embedding_dim: int = 0) -> int:
+    """How many numbers the head outputs for `objective` over `n_classes` cells (the
+    contrastive head: an image embedding of `embedding_dim`)."""
     return {
         "classification": n_classes,
         "hybrid": hybrid_outputs(n_classes),
         "regression": 2,
+        "contrastive": embedding_dim,
     }[objective]
 
 

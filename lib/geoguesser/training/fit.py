@@ -36,7 +36,7 @@ from geoguesser.config import TrainSettings
 from geoguesser.data.datamodule import GeoDataModule
 from geoguesser.data.validate import check_views
 from geoguesser.errors import UserError
-from geoguesser.model import retrieval
+from geoguesser.model import gallery, retrieval
 from geoguesser.model.features import backbone_features
 from geoguesser.model.geography import Geography
 from geoguesser.model.locator import GeoLocator
@@ -239,6 +239,7 @@ def train(
     resume_from = resume_point(last, fingerprint, settings)
     settings = settle_lr(settings, datamodule, geography, run_dir, resume_from)  # train.lr_find
     model = GeoLocator(geography, settings, datamodule.mean, datamodule.std)
+    gallery.prepare(model, datamodule)  # a contrastive model's places, from the training split
     if settings.feature_cache and settings.freeze_epochs > 0:
         datamodule.serve_features_of(partial(backbone_features, model.net))
     trainer = make_trainer(settings, run_dir, [FitFingerprint(fingerprint), *(callbacks or [])])

@@ -31,7 +31,7 @@ def prepare_tables(settings: Settings) -> tuple[list[Row], Prepared | None]:
     from geoguesser.data.enrich import enrich
     from geoguesser.data.validate import validate
     from geoguesser.geo.borders import load_border
-    from geoguesser.geo.grid import kept_cells, make_cells
+    from geoguesser.geo.grid import build_cells, kept_cells
     from geoguesser.geo.splits import split_locations
     from geoguesser.model.geography import Geography
 
@@ -54,15 +54,7 @@ def prepare_tables(settings: Settings) -> tuple[list[Row], Prepared | None]:
             crs=data.crs,
         )
         train = locations[locations.split == "train"]
-        cells = make_cells(
-            border,
-            train.latitude,
-            train.longitude,
-            cell_km=None if grid.cell_deg else grid.cell_km,
-            cell_deg=grid.cell_deg,
-            crs=data.crs,
-            min_train=grid.min_train,
-        )
+        cells = build_cells(border, train.latitude, train.longitude, grid, data.crs)
         table, scaler = enrich(locations, cells)
     except UserError as error:
         return rows + [Row("split", "failed", str(error).splitlines()[0])], None
@@ -81,6 +73,7 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     run's long work, and writes). The weights are checked on their own: random ones cost the
     same to train."""
     from geoguesser.data.datamodule import GeoDataModule
+    from geoguesser.model.gallery import prepare
     from geoguesser.model.locator import GeoLocator
 
     train = settings.train.model_copy(
@@ -88,4 +81,6 @@ def build_model(settings: Settings, prepared: Prepared, table: pd.DataFrame):
     )
     datamodule = GeoDataModule(table, train)
     datamodule.setup("fit")
-    return datamodule, GeoLocator(prepared.geography, train, datamodule.mean, datamodule.std)
+    model = GeoLocator(prepared.geography, train, datamodule.mean, datamodule.std)
+    prepare(model, datamodule)  # a contrastive model's gallery, as the fit draws it
+    return datamodule, model

@@ -156,14 +156,16 @@ def memory_row(settings: Settings, prepared: Prepared, model) -> Row:
     s = settings.train
     if not (s.feature_cache and s.freeze_epochs > 0):
         return Row("host memory", "no feature store (no frozen epochs, or feature_cache off)")
-    locations = prepared.count("train") + prepared.count("val")
+    mirrored = s.tta == "mirror"  # validation's mirrored scenes are cached too
+    locations = prepared.count("train") + prepared.count("val") * (2 if mirrored else 1)
     processes = processes_per_node(settings)
     dim = model.net.fusion.dim
     store = dim * len(VIEWS) * 4 * locations * processes
     available = available_memory()
+    which = "train+val (val twice: tta mirror)" if mirrored else "train+val"
     detail = (
         f"feature store {gb(store)} (D={dim} x {len(VIEWS)} views x float32 x {locations}"
-        f" train+val locations x {processes} process(es)), {gb(available)} available"
+        f" {which} locations x {processes} process(es)), {gb(available)} available"
     )
     row = Row("host memory", detail)
     if store > available:

@@ -54,7 +54,7 @@ BAD = [
     (["train.lr=0"], "train.lr: Input should be greater than 0"),
     (["train.plateau_factor=1.5"], "train.plateau_factor: Input should be less than 1"),
     (["train.limit_train_batches=0"], "train.limit_train_batches: expected a number of batches >= 1"),
-    (["train.objective=ranking"], "train.objective: Input should be 'classification', 'regression' or 'hybrid'"),
+    (["train.objective=ranking"], "train.objective: Input should be 'classification', 'regression', 'hybrid' or 'contrastive'"),
     (["train.fusion=max"], "train.fusion: Input should be 'concat', 'mean' or 'attention'"),
     (["train.precision=bf17"], "train.precision: Input should be"),
     (["train.backbone=resnet9000"], "train.backbone: unknown backbone 'resnet9000'"),

@@ -604,3 +604,30 @@ def test_sigterm_stops_the_server_mid_batch_and_mid_upload_with_no_traceback(mod
         for conn in connections:
             conn.close()
     assert "Traceback" not in err and "Exception" not in err, err
+
+
+def test_a_contrastive_tta_model_serves_what_it_predicts_in_memory(enriched, tmp_path):
+    """The gallery and the checkpoint's train.tta travel with it: the server's answer is the
+    loaded model's own, with its top gallery points' cells listed."""
+    from geoguesser.model.checkpoint import load_checkpoint
+    from geoguesser.model.gallery import give_gallery
+
+    table, cells, scaler, border = enriched
+    torch.manual_seed(0)
+    settings = tiny_config(objective="contrastive", fusion="mean", tta="mirror")
+    model = GeoLocator(Geography.of(cells, scaler, border), settings, IMAGENET_MEAN, IMAGENET_STD)
+    x, y = scaler.inverse(table.x_norm.to_numpy(), table.y_norm.to_numpy())
+    give_gallery(model, np.column_stack([x, y]))
+    path = write_checkpoint(model, tmp_path / "contrastive.ckpt")
+    files = images(4, seed=3)
+    answer = local(serve.create_app(ModelStore(path, tmp_path))).post("/predict", files=files)
+    assert answer.status_code == 200, answer.text
+    views = [uploads.decode_upload(data, name, settings.image_size) for _, (name, data, _) in files]
+    batch = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)[None]
+    expected = load_checkpoint(path).locate(batch)
+    got = answer.json()
+    # float32 passes on the server's worker thread: the same to well under a metre
+    assert got["latitude"] == pytest.approx(float(expected["lat"][0]), abs=1e-5)
+    assert got["longitude"] == pytest.approx(float(expected["lon"][0]), abs=1e-5)
+    assert got["expected_error_km"] == pytest.approx(float(expected["expected_error_km"][0]), 1e-4)
+    assert got["top_cells"][0]["label"] == int(expected["top1_label"][0])
