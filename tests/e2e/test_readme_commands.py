@@ -42,6 +42,7 @@ STAND_INS = {
     r"\$NODE_RANK\b": "0",
     r"^runs/lumen/config\.yaml$": "configs/lumen.yaml",  # the run's own copy of the config
     r"^runs/demo/config\.yaml$": "configs/demo.yaml",  # RUN/config.yaml, likewise
+    r"^runs/STUDY/best\.yaml$": "configs/demo.yaml",  # the settings a study's best trial ran
 }
 
 
