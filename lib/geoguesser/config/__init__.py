@@ -8,7 +8,7 @@ settings), `schema_doc` (the schema as Markdown).
 Core: imported by every stage, it imports no other part of geoguesser but `errors`.
 """
 
-from geoguesser.config.checks import backbone_problem, check_run_name
+from geoguesser.config.checks import backbone_problem, check_run_name, polygons_file
 from geoguesser.config.choices import (
     CENTROID_KINDS,
     DECODINGS,
@@ -34,6 +34,7 @@ from geoguesser.config.sections import (
 from geoguesser.config.train_section import TrainSettings
 
 __all__ = [
+    "polygons_file",
     "CENTROID_KINDS",
     "DECODINGS",
     "FUSIONS",

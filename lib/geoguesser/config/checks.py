@@ -50,8 +50,11 @@ def _shipped(name: str) -> Path:
     return Path(str(files("geoguesser.geo") / "assets" / name))
 
 
-def _polygons(path: Path):
-    """The file's polygons in EPSG:4326, or the reason there are none (geopandas read lazily)."""
+def polygons_file(path: Path):
+    """The file's polygons in EPSG:4326, or the reason there are none (geopandas read lazily).
+
+    The one reader of a regions file: the settings check and geo.regions both use it.
+    """
     import geopandas as gpd
 
     if not path.is_file():
@@ -70,7 +73,7 @@ def _polygons(path: Path):
 
 def regions_problem(path: Path) -> str | None:
     """Why `path` cannot be a regions file (unreadable, no CRS, no polygons), or None."""
-    polygons = _polygons(path)
+    polygons = polygons_file(path)
     return polygons if isinstance(polygons, str) else None
 
 
@@ -81,8 +84,8 @@ def regions_overlap_problem(regions: str, border: Path | None, country: str | No
     another country's units fails here, before any work.
     """
     path = _shipped("croatia-counties.geojson") if regions == "counties" else Path(regions)
-    polygons = _polygons(path)
-    outline = _polygons(border if border is not None else _shipped("croatia.geojson"))
+    polygons = polygons_file(path)
+    outline = polygons_file(border if border is not None else _shipped("croatia.geojson"))
     if isinstance(polygons, str) or isinstance(outline, str):
         return None  # reported by the check of the file itself
     if not polygons.geometry.union_all().intersects(outline.geometry.union_all()):

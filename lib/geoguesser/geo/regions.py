@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geoguesser.config import GridSettings
+from geoguesser.config import GridSettings, polygons_file
 from geoguesser.errors import UserError
 from geoguesser.geo.borders import ASSETS
 from geoguesser.geo.cell_frame import cell_frame, clip_to, first_hit, projected, reading_order
@@ -45,15 +45,9 @@ def load_regions(spec: str | Path = "counties", parent: str | None = None) -> gp
     the `parent` column's value (None: every region its own parent).
     """
     path = COUNTIES if str(spec) == "counties" else Path(spec)
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # pyogrio raises several types for unreadable files
-        raise UserError(f"{path}: not a readable vector file ({exc})") from None
-    if frame.crs is None:
-        raise UserError(f"{path}: the file has no CRS; save it with one (EPSG:4326 expected)")
-    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if frame.empty:
-        raise UserError(f"{path}: no polygons")
+    frame = polygons_file(path)
+    if isinstance(frame, str):
+        raise UserError(frame)
     if parent is not None and parent not in frame.columns:
         raise UserError(f"{path}: no column {parent!r} (grid.region_parent)")
     name = next((c for c in NAME_COLUMNS if c in frame.columns), None)
@@ -61,7 +55,7 @@ def load_regions(spec: str | Path = "counties", parent: str | None = None) -> gp
     parents = frame[parent].astype(str) if parent else names
     regions = gpd.GeoDataFrame(
         {"region": names.to_numpy(), "parent": parents.to_numpy()},
-        geometry=frame.geometry.to_crs("EPSG:4326").to_numpy(),
+        geometry=frame.geometry.to_numpy(),
         crs="EPSG:4326",
     )
     return regions.reset_index(drop=True)
