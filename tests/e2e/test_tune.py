@@ -1,5 +1,5 @@
 """`geoguesser tune` end to end on tiny synthetic data: trials as runs, pruning, workers, a
-killed worker's trial retried; each trial a tinycnn fit of one to three epochs.
+killed worker's trial retried; each trial a tinycnn fit of one to five epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from geoguesser.config import load_settings
@@ -123,24 +124,32 @@ def test_a_trial_that_lags_is_pruned_and_its_run_still_finishes(tmp_path, checko
     assert "2 trials: 1 complete, 1 pruned (saving 2 of 6 epochs), 0 failed" in result.stdout
 
 
+EPOCHS = 5  # three epochs left when the worker is killed: its checkpoint is of an unfinished fit
+
+
 def test_a_killed_workers_trial_is_failed_then_retried_in_its_own_folder(
     tmp_path, checkout, tiny_data
 ):
     space = "train.lr: [0.003]\npruner: {kind: none}\nheartbeat: {interval_s: 1, grace_s: 3}\n"
-    arguments = tune_args(tmp_path, tiny_data, space, trials=1, epochs=3)
+    arguments = tune_args(tmp_path, tiny_data, space, trials=1, epochs=EPOCHS)
+    run_dir = tmp_path / "runs" / "study" / "trial-000"
     worker = start(arguments, checkout)
     seen = []
-    for line in worker.stdout:  # killed after its second epoch, so a checkpoint is on disk
+    for line in worker.stdout:  # epoch 1's checkpoint is on disk once epoch 2 has ended
         seen.append(line)
-        if line.startswith("epoch 2/3"):
+        if line.startswith(f"epoch 2/{EPOCHS}"):
             break
+    for pid in fit_processes(run_dir):  # frozen where it is: the worker's death reaches the
+        os.kill(pid, signal.SIGSTOP)  # fit a moment later, and a fast fit could finish first
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=60)
-    run_dir = tmp_path / "runs" / "study" / "trial-000"
     deadline = time.monotonic() + 60
     while fit_processes(run_dir) and time.monotonic() < deadline:  # the fit dies with it
         time.sleep(0.5)
     assert not fit_processes(run_dir), "".join(seen)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    epochs_done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
+    assert 1 <= epochs_done < EPOCHS, "".join(seen)
     time.sleep(4)  # past the grace period: the dead worker's trial is stale
 
     result = geoguesser(*arguments, cwd=checkout, timeout=HANG_S)
@@ -150,7 +159,7 @@ def test_a_killed_workers_trial_is_failed_then_retried_in_its_own_folder(
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(retry) == [0]
     assert retry.params == killed.params and 1 in retry.intermediate_values  # inherited epochs
     assert "continuing trial-000 from 04-training" in result.stdout
-    assert "resuming the fit after epoch" in result.stdout
+    assert f"resuming the fit after epoch {epochs_done} from " in result.stdout
     assert (run_dir / "metrics.json").is_file()
     assert not (tmp_path / "runs" / "study" / "trial-001").exists()
 
