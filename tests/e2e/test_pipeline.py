@@ -204,11 +204,13 @@ def test_refuses_to_overwrite_and_continues_from_a_later_step_appending_history(
     copy = tmp_path / "runs" / "tiny"
     shutil.copytree(run_dir, copy)
     config = checkout / "configs" / "demo.yaml"
-    more = [*overrides, "maps.worst=2"]
+    more = [*overrides, "maps.worst=0"]  # none shown: step 05 still draws its figures
+    earlier = (copy / "figures" / "worst.png").stat().st_mtime_ns  # copied with the run
     assert main(["run", "--config", str(config), "--runs", str(copy.parent), "--from", "05",
                  "--notebooks", str(checkout / "notebooks"), *set_args(more)]) == 0  # fmt: skip
     recorded = yaml.safe_load((copy / "config.yaml").read_text())
-    assert recorded["maps"]["worst"] == 2
+    assert recorded["maps"]["worst"] == 0
+    assert (copy / "figures" / "worst.png").stat().st_mtime_ns > earlier  # not the old run's
     assert [entry["steps"] for entry in recorded["history"]] == [STEPS, ["05-error-maps"]]
     assert recorded["history"][1]["overrides"] == more
     assert (copy / "metrics.json").exists()

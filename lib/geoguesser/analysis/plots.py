@@ -172,12 +172,23 @@ def views_figure(rows: pd.DataFrame, size: int = 128, captions: list[str] | None
     return fig
 
 
-def worst_figure(rows: pd.DataFrame, border: BaseGeometry, size: int = 128, heading: str = ""):
+def worst_figure(
+    rows: pd.DataFrame, border: BaseGeometry, size: int = 128, heading: str = "", none: str = ""
+):
     """The worst predictions: each location's four views and a small map of truth and guess.
 
-    rows: uuid, dataset_dir, true_lat, true_lon, pred_lat, pred_lon, error_km.
+    rows: uuid, dataset_dir, true_lat, true_lon, pred_lat, pred_lon, error_km. With no rows
+    (`maps.worst: 0`, an empty split) the figure says why (`none`) rather than failing, and
+    it still replaces an earlier run's figure, which would otherwise stand as this run's.
     """
     n = len(rows)
+    if n == 0:
+        fig, blank = plt.subplots(figsize=(11, 1.2))
+        blank.set_axis_off()
+        blank.text(0.5, 0.5, none or "no predictions to show", ha="center", va="center")
+        if heading:
+            fig.suptitle(heading)
+        return fig
     fig, axes = plt.subplots(
         n, 5, figsize=(11, 2.2 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]}
     )
