@@ -6,15 +6,17 @@ STAMP := $(VENV)/.installed
 
 DEMO_DATA := data/synthetic
 
-.PHONY: demo test docs bench lint format lab nbdime nbstripout print-nbstripout venv clean-venv sample-weights
+.PHONY: demo test docs bench lint format lab nbdime nbstripout venv clean-venv sample-weights
 
 venv: $(STAMP)
 
-# Create .venv when missing and (re)install whenever pyproject.toml changes.
+# Create .venv when missing and (re)install whenever pyproject.toml changes; in a git clone,
+# also the notebook filter (see nbstripout below), so Lab's saves never reach a commit.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then $(NOTEBOOK_FILTER); fi
 	touch $(STAMP)
 
 # The synthetic dataset (made once), then the whole pipeline of configs/demo.yaml into runs/demo.
@@ -65,13 +67,11 @@ lab: $(STAMP) nbstripout
 
 # The safety net under `geoguesser open`: a git filter (.gitattributes routes *.ipynb to it)
 # that commits notebooks without outputs whatever Lab saved; a clean notebook passes as is.
+# The install configures it; this target configures it again (a clone whose .venv came first).
 NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id
+NOTEBOOK_FILTER = git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat
 nbstripout: $(STAMP)
-	git config filter.nbstripout.clean '$(NBSTRIPOUT)'
-	git config filter.nbstripout.smudge cat
-
-print-nbstripout:
-	@echo '$(NBSTRIPOUT)'
+	$(NOTEBOOK_FILTER)
 
 # Register nbdime's git drivers in this clone (.gitattributes already routes *.ipynb to them).
 nbdime: $(STAMP)

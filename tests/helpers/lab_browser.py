@@ -155,6 +155,40 @@ def run_map_step(
     return asyncio.run(open_page(f"{notebook}?token={token}", script, width=1280, height=1000))
 
 
+TAB_VIEWS = """(() => {
+  const popup = document.querySelector('.leaflet-popup-content');
+  const views = popup && popup.querySelector('[role=img]');
+  if (!views) return null;
+  const url = getComputedStyle(views).backgroundImage.replace(/^url\\(["']?/, '')
+    .replace(/["']?\\)$/, '');
+  return new Promise(done => {
+    const image = new Image();
+    image.onload = () => done({text: popup.textContent, width: image.naturalWidth,
+                               scheme: url.split(':')[0]});
+    image.onerror = () => done({text: popup.textContent, width: 0, scheme: url.split(':')[0]});
+    image.src = url;
+  });
+})()"""
+
+
+def open_map_tab(root: str, token: str, run_dir: Path, uuid: str, cwd: Path) -> dict:
+    """The inline copy as Lab's "Open in New Browser Tab" shows it: from /files/, logged in.
+
+    Jupyter serves an HTML file there under a sandboxing Content-Security-Policy, so a page
+    that fetched its view sheets would get no login with them (what the issue saw).
+    """
+    from geoguesser.workflow.lab import lab_root
+
+    tree = (run_dir / "maps" / "errors-inline.html").relative_to(lab_root(run_dir, cwd))
+
+    async def script(page):
+        await page.wait_for("!!document.querySelector('.leaflet-popup-content')", timeout=120)
+        return await page.wait_for(TAB_VIEWS, timeout=60)
+
+    url = f"{root}files/{tree.as_posix()}?token={token}#uuid={uuid}"
+    return asyncio.run(open_page(url, script, width=1200, height=800))
+
+
 def worst_test_location(run_dir: Path) -> str:
     import pandas as pd
 

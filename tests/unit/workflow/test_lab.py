@@ -266,16 +266,17 @@ def test_geoguesser_open_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_the_notebook_filter_commits_no_outputs_and_keeps_clean_notebooks_as_they_are(tmp_path):
-    """What `make lab` configures (Makefile target nbstripout), in a scratch repository."""
+    """What the install configures (`make venv`, or `make nbstripout`), in a scratch repository."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    filters = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "--no-print-directory", "print-nbstripout",
-         f"BIN={Path(sys.executable).parent}"],
+    install = subprocess.run(  # the install's commands, printed, not run (-n)
+        ["make", "-s", "-n", "-C", str(REPO), "--no-print-directory", "-W", "pyproject.toml",
+         ".venv/.installed", f"BIN={Path(sys.executable).parent}"],
         capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run([*git, "config", "filter.nbstripout.clean", filters], check=True)
-    subprocess.run([*git, "config", "filter.nbstripout.smudge", "cat"], check=True)
+    ).stdout.splitlines()  # fmt: skip
+    configure = [line for line in install if "filter.nbstripout" in line]
+    assert len(configure) == 1  # run in the scratch repository as the install runs it in a clone
+    subprocess.run(["bash", "-c", configure[0]], cwd=tmp_path, check=True)
     (tmp_path / ".gitattributes").write_bytes((REPO / ".gitattributes").read_bytes())
     clean = REPO / "notebooks" / "02-grid.ipynb"
     (tmp_path / "clean.ipynb").write_bytes(clean.read_bytes())
